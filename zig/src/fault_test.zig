@@ -1,0 +1,234 @@
+//! Real faults, Linux: the kernel raises SIGBUS on a truncated mapped file. No mocks.
+const std = @import("std");
+const testing = std.testing;
+const root = @import("root.zig");
+const status_zig = @import("status.zig");
+const Status = status_zig.Status;
+const Detail = status_zig.Detail;
+const OpenResult = status_zig.OpenResult;
+const guard_linux = @import("guard_linux.zig");
+
+const file_length_bytes = 64 * 1024;
+const truncated_length_bytes = 12288;
+
+/// A scratch file in /tmp filled with a known pattern, removed by `remove`.
+const Scratch = struct {
+    path_buffer: [64]u8,
+    path: []const u8,
+    file: std.fs.File,
+
+    fn create(tag: []const u8) !Scratch {
+        var scratch: Scratch = undefined;
+        scratch.path = try std.fmt.bufPrint(&scratch.path_buffer, "/tmp/guardmap-zig-{d}-{s}", .{ std.os.linux.getpid(), tag });
+        scratch.file = try std.fs.createFileAbsolute(scratch.path, .{ .read = true, .truncate = true });
+        var pattern: [file_length_bytes]u8 = undefined;
+        for (&pattern, 0..) |*byte, index| byte.* = @truncate(index *% 7 +% 3);
+        try scratch.file.writeAll(&pattern);
+        return scratch;
+    }
+
+    fn open(scratch: *const Scratch, mode: status_zig.Mode) !u32 {
+        var result = OpenResult.zero;
+        const status = root_open(scratch.path, mode, &result);
+        try testing.expectEqual(Status.ok, status);
+        return result.handle;
+    }
+
+    fn remove(scratch: *Scratch) void {
+        scratch.file.close();
+        std.fs.deleteFileAbsolute(scratch.path) catch {};
+    }
+};
+
+fn root_open(path: []const u8, mode: status_zig.Mode, result: *OpenResult) Status {
+    const raw = gm_open(path.ptr, path.len, @intFromEnum(mode), 0, 0, 0, result);
+    return @enumFromInt(raw);
+}
+
+extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
+extern fn gm_close(handle: u32) i32;
+extern fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_prefault(handle: u32, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
+extern fn gm_address(handle: u32) ?*anyopaque;
+extern fn gm_init() i32;
+
+fn status_of(raw: i32) Status {
+    return @enumFromInt(raw);
+}
+
+test "guarded read across a truncated end delivers the bytes before it and reports the fault" {
+    var scratch = try Scratch.create("read");
+    defer scratch.remove();
+    const handle = try scratch.open(.read);
+    defer _ = gm_close(handle);
+
+    try scratch.file.setEndPos(truncated_length_bytes);
+    var target = [_]u8{0} ** file_length_bytes;
+    var detail = Detail.zero;
+    try testing.expectEqual(Status.io, status_of(gm_read(handle, 0, &target, file_length_bytes, &detail)));
+    try testing.expectEqual(@as(u64, truncated_length_bytes), detail.bytes_done);
+    try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
+    try testing.expectEqual(guard_linux.sigbus, detail.signal);
+    for (target[0..truncated_length_bytes], 0..) |byte, index| {
+        try testing.expectEqual(@as(u8, @truncate(index *% 7 +% 3)), byte);
+    }
+
+    // The process carries on: the healthy part reads again, and a read from the middle of the
+    // lost page counts from its own start.
+    var healthy = [_]u8{0} ** 4096;
+    try testing.expectEqual(Status.ok, status_of(gm_read(handle, 4096, &healthy, 4096, &detail)));
+    try testing.expectEqual(@as(u8, @truncate(4096 *% 7 +% 3)), healthy[0]);
+    try testing.expectEqual(Status.io, status_of(gm_read(handle, 12000, &healthy, 1000, &detail)));
+    try testing.expectEqual(@as(u64, truncated_length_bytes - 12000), detail.bytes_done);
+
+    // prefault finds the first failing page without a signal reaching us.
+    try testing.expectEqual(Status.io, status_of(gm_prefault(handle, 0, file_length_bytes, 0, &detail)));
+    try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
+}
+
+test "guarded write across a truncated end stops at the end and reports the fault" {
+    var scratch = try Scratch.create("write");
+    defer scratch.remove();
+    const handle = try scratch.open(.read_write);
+    defer _ = gm_close(handle);
+
+    try scratch.file.setEndPos(truncated_length_bytes);
+    var source = [_]u8{0xAB} ** 8192;
+    var detail = Detail.zero;
+    const position = truncated_length_bytes - 100;
+    try testing.expectEqual(Status.io, status_of(gm_write(handle, position, &source, source.len, &detail)));
+    try testing.expectEqual(@as(u64, 100), detail.bytes_done);
+    var check = [_]u8{0} ** 100;
+    try testing.expectEqual(@as(usize, 100), try scratch.file.preadAll(&check, position));
+    try testing.expectEqualSlices(u8, source[0..100], &check);
+}
+
+test "bad arguments are refused by the library itself" {
+    var scratch = try Scratch.create("args");
+    defer scratch.remove();
+    const handle = try scratch.open(.read);
+    var target = [_]u8{0} ** 16;
+    var detail = Detail.zero;
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, -1, &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, 0.5, &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, std.math.nan(f64), &target, 16, &detail)));
+    try testing.expectEqual(Status.out_of_range, status_of(gm_read(handle, file_length_bytes - 8, &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, 0, null, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, 0, &target, 16, null)));
+    try testing.expectEqual(Status.read_only, status_of(gm_write(handle, 0, &target, 16, &detail)));
+    try testing.expectEqual(Status.ok, status_of(gm_close(handle)));
+    try testing.expectEqual(Status.bad_handle, status_of(gm_close(handle)));
+    try testing.expectEqual(Status.bad_handle, status_of(gm_read(handle, 0, &target, 16, &detail)));
+    try testing.expectEqual(@as(?*anyopaque, null), gm_address(handle));
+
+    var result = OpenResult.zero;
+    try testing.expectEqual(Status.not_found, root_open("/nonexistent/guardmap", .read, &result));
+    try testing.expectEqual(Status.is_directory, root_open("/tmp", .read, &result));
+    try testing.expectEqual(Status.invalid_argument, @as(Status, @enumFromInt(gm_open("a\x00b", 3, 0, 0, 0, 0, &result))));
+    try testing.expectEqual(Status.invalid_argument, @as(Status, @enumFromInt(gm_open(scratch.path.ptr, scratch.path.len, 9, 0, 0, 0, &result))));
+    try testing.expectEqual(Status.window_past_end, @as(Status, @enumFromInt(gm_open(scratch.path.ptr, scratch.path.len, 0, 0, file_length_bytes + 1, 1, &result))));
+    try testing.expectEqual(Status.overflow, @as(Status, @enumFromInt(gm_open(scratch.path.ptr, scratch.path.len, 0, 1, std.math.maxInt(u64), 1, &result))));
+}
+
+/// Runs `body` in a forked child and returns how the child ended.
+fn in_child(comptime body: fn (*const Scratch) void, scratch: *const Scratch) !u32 {
+    const pid = try std.posix.fork();
+    if (pid == 0) {
+        body(scratch);
+        std.posix.exit(0); // Reaching this means the fault was swallowed.
+    }
+    return std.posix.waitpid(pid, 0).status;
+}
+
+const Handler = *const fn (c_int, *const guard_linux.SigInfo, ?*anyopaque) callconv(.c) void;
+
+/// In a child: make `previous` (null: the default action) the handler that was there before
+/// the library, then install the library's handler over it.
+fn install_over(previous: ?Handler) void {
+    var action = std.mem.zeroes(guard_linux.Sigaction);
+    if (previous) |handler| {
+        action.handler = @intFromPtr(handler);
+        action.flags = 0x4; // SA_SIGINFO
+    }
+    for ([_]c_int{ guard_linux.sigbus, guard_linux.sigsegv }) |signal| {
+        if (guard_linux.sigaction(signal, &action, null) != 0) std.posix.exit(13);
+    }
+    guard_linux.forget_for_test();
+    if (status_of(gm_init()) != .ok) std.posix.exit(14);
+}
+
+fn touch_past_truncated_end(scratch: *const Scratch) void {
+    var result = OpenResult.zero;
+    if (root_open(scratch.path, .read, &result) != .ok) std.posix.exit(10);
+    scratch.file.setEndPos(truncated_length_bytes) catch std.posix.exit(11);
+    const base: [*]volatile u8 = @ptrCast(gm_address(result.handle).?);
+    // A guarded read first, to show the guard is live in this process ...
+    var target = [_]u8{0} ** 8192;
+    var detail = Detail.zero;
+    if (status_of(gm_read(result.handle, 8192, &target, 8192, &detail)) != .io) std.posix.exit(12);
+    // ... then an unguarded one, which is not ours to catch.
+    _ = base[truncated_length_bytes + 1];
+}
+
+fn unguarded_over_default(scratch: *const Scratch) void {
+    install_over(null);
+    touch_past_truncated_end(scratch);
+}
+
+test "a fault outside the guarded copy is not swallowed: the process dies of SIGBUS" {
+    var scratch = try Scratch.create("unguarded");
+    defer scratch.remove();
+    const status = try in_child(unguarded_over_default, &scratch);
+    try testing.expect(std.posix.W.IFSIGNALED(status));
+    try testing.expectEqual(@as(u32, @intCast(guard_linux.sigbus)), std.posix.W.TERMSIG(status));
+}
+
+fn exit_42(signal: c_int, info: *const guard_linux.SigInfo, context: ?*anyopaque) callconv(.c) void {
+    _ = info;
+    _ = context;
+    std.posix.exit(if (signal == guard_linux.sigbus) 42 else 43);
+}
+
+fn unguarded_over_handler(scratch: *const Scratch) void {
+    install_over(&exit_42);
+    touch_past_truncated_end(scratch);
+}
+
+test "a fault that is not ours reaches the handler installed before the library" {
+    var scratch = try Scratch.create("chained");
+    defer scratch.remove();
+    const status = try in_child(unguarded_over_handler, &scratch);
+    try testing.expect(std.posix.W.IFEXITED(status));
+    try testing.expectEqual(@as(u8, 42), std.posix.W.EXITSTATUS(status));
+}
+
+var replaced_handler: usize = 0;
+
+/// Behaves like signal-hook (Deno's signal listeners): calls the handler it replaced.
+fn later_handler(signal: c_int, info: *const guard_linux.SigInfo, context: ?*anyopaque) callconv(.c) void {
+    const replaced: Handler = @ptrFromInt(replaced_handler);
+    replaced(signal, info, context);
+}
+
+fn guarded_under_later_handler(scratch: *const Scratch) void {
+    install_over(null);
+    var ours = std.mem.zeroes(guard_linux.Sigaction);
+    if (guard_linux.sigaction(guard_linux.sigbus, null, &ours) != 0) std.posix.exit(15);
+    replaced_handler = ours.handler;
+    var action = std.mem.zeroes(guard_linux.Sigaction);
+    action.handler = @intFromPtr(&later_handler);
+    action.flags = 0x4;
+    if (guard_linux.sigaction(guard_linux.sigbus, &action, null) != 0) std.posix.exit(16);
+    touch_past_truncated_end(scratch);
+}
+
+test "a handler installed after ours that chains to it keeps the guard working" {
+    var scratch = try Scratch.create("later");
+    defer scratch.remove();
+    const status = try in_child(guarded_under_later_handler, &scratch);
+    // Exit 12 would mean the guarded read failed; dying of SIGBUS means it succeeded and the
+    // unguarded touch after it still reached the default action.
+    try testing.expect(std.posix.W.IFSIGNALED(status));
+    try testing.expectEqual(@as(u32, @intCast(guard_linux.sigbus)), std.posix.W.TERMSIG(status));
+}

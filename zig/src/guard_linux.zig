@@ -1,0 +1,222 @@
+//! Linux: the SIGBUS/SIGSEGV handler that turns a fault inside the guarded copy into a return.
+//!
+//! Installed once (SA_SIGINFO | SA_ONSTACK | SA_NODEFER) for both signals, saving whatever was
+//! installed before. A fault that is not ours goes to that previous handler exactly as if we were
+//! not there; when it was the default action, the default is restored and the handler returns,
+//! so the faulting instruction runs again and the process dies of the real signal.
+//! The handler allocates nothing, takes no lock and touches no thread-local storage.
+const std = @import("std");
+const builtin = @import("builtin");
+const assert = std.debug.assert;
+const guard = @import("guard.zig");
+
+pub const sigbus: c_int = 7;
+pub const sigsegv: c_int = 11;
+const sa_siginfo: c_int = 0x4;
+const sa_onstack: c_int = 0x0800_0000;
+const sa_nodefer: c_int = 0x4000_0000;
+const sig_dfl: usize = 0;
+const sig_ign: usize = 1;
+
+/// glibc's `struct sigaction` on x86_64 and aarch64 (the generic layout).
+pub const Sigaction = extern struct {
+    /// `sa_handler` or `sa_sigaction`, depending on SA_SIGINFO in `flags`.
+    handler: usize,
+    mask: [16]u64,
+    flags: c_int,
+    restorer: usize,
+};
+
+/// The kernel's siginfo for SIGBUS/SIGSEGV: the fault address is the first union member.
+pub const SigInfo = extern struct {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    pad: i32,
+    fault_address: usize,
+    rest: [104]u8,
+};
+
+/// The first fields of the kernel's ucontext on x86_64: general registers start at byte 40.
+const UContextX86_64 = extern struct {
+    flags: u64,
+    link: u64,
+    stack_sp: u64,
+    stack_flags: i32,
+    stack_pad: i32,
+    stack_size: u64,
+    gregs: [23]u64,
+
+    const reg_r8 = 0;
+    const reg_rip = 16;
+};
+
+/// The first fields of the kernel's ucontext on aarch64: the 128-byte signal mask is followed
+/// by `mcontext_t`, 16-byte aligned, whose `regs` follow the fault address.
+const UContextAarch64 = extern struct {
+    flags: u64,
+    link: u64,
+    stack_sp: u64,
+    stack_flags: i32,
+    stack_pad: i32,
+    stack_size: u64,
+    sigmask: [16]u64,
+    fault_address: u64 align(16),
+    regs: [31]u64,
+    sp: u64,
+    pc: u64,
+    pstate: u64,
+};
+
+comptime {
+    assert(@sizeOf(Sigaction) == 152);
+    assert(@offsetOf(Sigaction, "flags") == 136);
+    assert(@sizeOf(SigInfo) == 128);
+    assert(@offsetOf(SigInfo, "fault_address") == 16);
+    assert(@offsetOf(UContextX86_64, "gregs") + UContextX86_64.reg_rip * 8 == 168);
+    assert(@offsetOf(UContextX86_64, "gregs") + UContextX86_64.reg_r8 * 8 == 40);
+    assert(@offsetOf(UContextAarch64, "pc") == 440);
+    assert(@offsetOf(UContextAarch64, "regs") + 3 * 8 == 208);
+}
+
+/// Program counter and frame register of an interrupted context.
+const Context = switch (builtin.cpu.arch) {
+    .x86_64 => struct {
+        fn pc(context: *UContextX86_64) usize {
+            return context.gregs[UContextX86_64.reg_rip];
+        }
+        fn set_pc(context: *UContextX86_64, value: usize) void {
+            context.gregs[UContextX86_64.reg_rip] = value;
+        }
+        fn frame(context: *UContextX86_64) usize {
+            return context.gregs[UContextX86_64.reg_r8];
+        }
+        const UContext = UContextX86_64;
+    },
+    .aarch64 => struct {
+        fn pc(context: *UContextAarch64) usize {
+            return context.pc;
+        }
+        fn set_pc(context: *UContextAarch64, value: usize) void {
+            context.pc = value;
+        }
+        fn frame(context: *UContextAarch64) usize {
+            return context.regs[3];
+        }
+        const UContext = UContextAarch64;
+    },
+    else => @compileError("unsupported architecture"),
+};
+
+pub extern "c" fn sigaction(signal: c_int, action: ?*const Sigaction, previous: ?*Sigaction) c_int;
+
+/// The handlers that were installed before ours, indexed by `slot_of`. Written once under
+/// `install_mutex` before our handler is installed; only read afterwards (also by the handler).
+var previous_actions: [2]Sigaction = undefined;
+var installed = std.atomic.Value(bool).init(false);
+var install_mutex: std.Thread.Mutex = .{};
+
+fn slot_of(signal: c_int) usize {
+    return if (signal == sigbus) 0 else 1;
+}
+
+fn on_fault(signal: c_int, info: *const SigInfo, context_opaque: ?*anyopaque) callconv(.c) void {
+    const context: *Context.UContext = @ptrCast(@alignCast(context_opaque.?));
+    const pc = Context.pc(context);
+    if (pc >= guard.copy_begin() and pc < guard.copy_end()) {
+        // The PC is inside our copy, so the frame register holds the Frame the copy was given.
+        const frame: *guard.Frame = @ptrFromInt(Context.frame(context));
+        if (frame.claims(info.fault_address)) {
+            frame.fault_address = info.fault_address;
+            frame.fault_signal = signal;
+            frame.fault_code = info.code;
+            Context.set_pc(context, guard.copy_landing());
+            return;
+        }
+    }
+    chain(signal, info, context_opaque);
+}
+
+/// Hands a fault that is not ours to whoever had the signal before us.
+fn chain(signal: c_int, info: *const SigInfo, context: ?*anyopaque) void {
+    const previous = &previous_actions[slot_of(signal)];
+    if (previous.flags & sa_siginfo != 0 and previous.handler != sig_dfl and previous.handler != sig_ign) {
+        const handler: *const fn (c_int, *const SigInfo, ?*anyopaque) callconv(.c) void = @ptrFromInt(previous.handler);
+        handler(signal, info, context);
+        return;
+    }
+    if (previous.handler == sig_dfl or previous.handler == sig_ign) {
+        // Restore the default and return: the instruction faults again and the kernel delivers
+        // the signal with its default action (a synchronous fault cannot be ignored).
+        var default_action = std.mem.zeroes(Sigaction);
+        default_action.handler = sig_dfl;
+        _ = sigaction(signal, &default_action, null);
+        return;
+    }
+    const handler: *const fn (c_int) callconv(.c) void = @ptrFromInt(previous.handler);
+    handler(signal);
+}
+
+fn our_action() Sigaction {
+    var action = std.mem.zeroes(Sigaction);
+    action.handler = @intFromPtr(&on_fault);
+    action.flags = sa_siginfo | sa_onstack | sa_nodefer;
+    return action;
+}
+
+/// Installs the handler for SIGBUS and SIGSEGV once per process; later calls check that it is
+/// still reachable and reinstall it if someone reset the signal to its default.
+pub fn install() error{HandlerNotInstalled}!void {
+    install_mutex.lock();
+    defer install_mutex.unlock();
+    const action = our_action();
+    if (!installed.load(.acquire)) {
+        for ([_]c_int{ sigbus, sigsegv }) |signal| {
+            if (sigaction(signal, &action, &previous_actions[slot_of(signal)]) != 0) {
+                return error.HandlerNotInstalled;
+            }
+            // A second copy of this library in the process would find itself here; it must not
+            // chain to itself.
+            assert(previous_actions[slot_of(signal)].handler != action.handler);
+        }
+        installed.store(true, .release);
+        return;
+    }
+    for ([_]c_int{ sigbus, sigsegv }) |signal| {
+        var current: Sigaction = undefined;
+        if (sigaction(signal, null, &current) != 0) return error.HandlerNotInstalled;
+        if (current.handler == sig_dfl or current.handler == sig_ign) {
+            // Someone reset the signal. Put ours back; the saved previous handler stays as it was.
+            if (sigaction(signal, &action, null) != 0) return error.HandlerNotInstalled;
+        }
+        // Any other handler was installed after ours. Deno's signal listeners (signal-hook) call
+        // the handler they replaced, so faults still reach us through it: leave it in place.
+    }
+}
+
+pub const Disposition = enum(i32) { not_installed = 0, ours = 1, chained = 2, default = 3 };
+
+/// Who receives SIGBUS now: us, a later handler that should chain to us, or the default.
+pub fn disposition() Disposition {
+    if (!installed.load(.acquire)) return .not_installed;
+    var current: Sigaction = undefined;
+    if (sigaction(sigbus, null, &current) != 0) return .not_installed;
+    if (current.handler == @intFromPtr(&on_fault)) return .ours;
+    if (current.handler == sig_dfl or current.handler == sig_ign) return .default;
+    return .chained;
+}
+
+const Status = @import("status.zig").Status;
+
+/// SIGBUS is the kernel's word for "this page cannot be read or written": truncation or an I/O
+/// error. SIGSEGV inside a guarded copy means the page is not accessible at all.
+pub fn status_of_fault(frame: *const guard.Frame) Status {
+    return if (frame.fault_signal == sigbus) .io else .bad_address;
+}
+
+/// Tests only: forget the installation so a forked child can install afresh over a previous
+/// handler of its choosing.
+pub fn forget_for_test() void {
+    if (!builtin.is_test) @compileError("forget_for_test is for tests");
+    installed.store(false, .release);
+}

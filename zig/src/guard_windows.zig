@@ -1,0 +1,1 @@
+//! Windows fault handling: placeholder, being written.

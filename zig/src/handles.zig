@@ -1,0 +1,193 @@
+//! The table of open maps, addressed by generation-checked handles.
+//!
+//! The JavaScript side holds a `u32` handle, never a pointer. A handle names a slot and the
+//! generation of that slot when it was opened, so a stale handle (after close) or a forged one
+//! is refused instead of touching unmapped or freed memory. A copy leases its slot for the
+//! duration of the copy; close refuses (`busy`) while a lease is held by another thread, so a
+//! mapping is never unmapped under a running copy.
+const std = @import("std");
+const assert = std.debug.assert;
+
+pub const slot_count_max = 4096;
+const index_bits = 16;
+comptime {
+    assert(slot_count_max <= (1 << index_bits));
+}
+
+/// Slot state: the `open` bit, the `closing` bit and, below them, the number of active leases.
+const state_open: u32 = 1 << 31;
+const state_closing: u32 = 1 << 30;
+const lease_mask: u32 = state_closing - 1;
+/// Leases are taken with a compare-and-swap; under contention it retries, at most this often.
+const lease_attempts_max = 1024;
+
+pub fn Table(comptime Mapping: type) type {
+    return struct {
+        const Self = @This();
+
+        pub const Slot = struct {
+            /// Incremented on every close; a handle carries the generation it was opened with.
+            generation: std.atomic.Value(u32) = .init(1),
+            state: std.atomic.Value(u32) = .init(0),
+            /// Written before `state` is set open (release), read after a lease (acquire).
+            mapping: Mapping = undefined,
+        };
+
+        slots: [slot_count_max]Slot = [_]Slot{.{}} ** slot_count_max,
+        /// Serialises open and close (never held during a copy, never taken by a signal handler).
+        mutex: std.Thread.Mutex = .{},
+
+        pub const Lease = struct {
+            slot: *Slot,
+
+            pub fn release(lease: Lease) void {
+                const previous = lease.slot.state.fetchSub(1, .release);
+                assert(previous & lease_mask > 0);
+            }
+        };
+
+        pub fn handle_of(index: u32, generation: u32) u32 {
+            assert(index < slot_count_max);
+            return (generation << index_bits) | index;
+        }
+
+        fn split(handle: u32) struct { index: u32, generation: u32 } {
+            return .{ .index = handle & ((1 << index_bits) - 1), .generation = handle >> index_bits };
+        }
+
+        /// Takes a lease on the open map named by `handle`.
+        pub fn acquire(table: *Self, handle: u32) error{BadHandle}!Lease {
+            const parts = split(handle);
+            if (parts.index >= slot_count_max) return error.BadHandle;
+            const slot = &table.slots[parts.index];
+            if (slot.generation.load(.acquire) != parts.generation) return error.BadHandle;
+
+            var attempt: u32 = 0;
+            while (attempt < lease_attempts_max) : (attempt += 1) {
+                const state = slot.state.load(.acquire);
+                if (state & state_open == 0 or state & state_closing != 0) return error.BadHandle;
+                assert(state & lease_mask < lease_mask);
+                if (slot.state.cmpxchgWeak(state, state + 1, .acquire, .monotonic) == null) {
+                    const lease: Lease = .{ .slot = slot };
+                    // The slot may have been closed and reopened between the two checks.
+                    if (slot.generation.load(.acquire) != parts.generation) {
+                        lease.release();
+                        return error.BadHandle;
+                    }
+                    return lease;
+                }
+            }
+            return error.BadHandle;
+        }
+
+        /// Reserves a free slot; the caller fills `mapping` and calls `publish`.
+        pub fn reserve(table: *Self) error{TooManyOpen}!u32 {
+            table.mutex.lock();
+            defer table.mutex.unlock();
+            for (&table.slots, 0..) |*slot, index| {
+                if (slot.state.load(.acquire) == 0) {
+                    slot.state.store(state_closing, .release); // Reserved: not open, not free.
+                    return @intCast(index);
+                }
+            }
+            return error.TooManyOpen;
+        }
+
+        /// Makes a reserved slot an open map and returns its handle.
+        pub fn publish(table: *Self, index: u32, mapping: Mapping) u32 {
+            const slot = &table.slots[index];
+            assert(slot.state.load(.acquire) == state_closing);
+            slot.mapping = mapping;
+            slot.state.store(state_open, .release);
+            return handle_of(index, slot.generation.load(.acquire));
+        }
+
+        /// Returns a reserved slot that was never published.
+        pub fn unreserve(table: *Self, index: u32) void {
+            const slot = &table.slots[index];
+            assert(slot.state.load(.acquire) == state_closing);
+            slot.state.store(0, .release);
+        }
+
+        /// Marks the map closing if no lease is held and returns its mapping for the caller to
+        /// release; `finish_close` then frees the slot.
+        pub fn begin_close(table: *Self, handle: u32) error{ BadHandle, Busy }!*Slot {
+            const parts = split(handle);
+            if (parts.index >= slot_count_max) return error.BadHandle;
+            table.mutex.lock();
+            defer table.mutex.unlock();
+            const slot = &table.slots[parts.index];
+            if (slot.generation.load(.acquire) != parts.generation) return error.BadHandle;
+            const state = slot.state.load(.acquire);
+            if (state & state_open == 0 or state & state_closing != 0) return error.BadHandle;
+            if (slot.state.cmpxchgStrong(state_open, state_open | state_closing, .acq_rel, .acquire)) |_| {
+                return error.Busy;
+            }
+            return slot;
+        }
+
+        pub fn finish_close(table: *Self, slot: *Slot) void {
+            table.mutex.lock();
+            defer table.mutex.unlock();
+            assert(slot.state.load(.acquire) == state_open | state_closing);
+            var generation = slot.generation.load(.acquire) +% 1;
+            // Handles are never 0 and generations stay within the bits a handle has for them.
+            if (generation >= (1 << (32 - index_bits))) generation = 1;
+            slot.generation.store(generation, .release);
+            slot.state.store(0, .release);
+        }
+    };
+}
+
+const testing = std.testing;
+
+test "handles: a closed handle is refused, the slot is reused with a new generation" {
+    const T = Table(u64);
+    const table = try testing.allocator.create(T);
+    defer testing.allocator.destroy(table);
+    table.* = .{};
+
+    const index = try table.reserve();
+    const handle = table.publish(index, 42);
+    try testing.expect(handle != 0);
+    {
+        const lease = try table.acquire(handle);
+        defer lease.release();
+        try testing.expectEqual(@as(u64, 42), lease.slot.mapping);
+        // Close while leased is refused, not deferred.
+        try testing.expectError(error.Busy, table.begin_close(handle));
+    }
+    const slot = try table.begin_close(handle);
+    try testing.expectError(error.BadHandle, table.acquire(handle));
+    table.finish_close(slot);
+    try testing.expectError(error.BadHandle, table.acquire(handle));
+    try testing.expectError(error.BadHandle, table.begin_close(handle));
+
+    const index_again = try table.reserve();
+    try testing.expectEqual(index, index_again);
+    const handle_again = table.publish(index_again, 7);
+    try testing.expect(handle_again != handle);
+    try testing.expectError(error.BadHandle, table.acquire(handle));
+    const lease = try table.acquire(handle_again);
+    lease.release();
+}
+
+test "handles: forged handles are refused" {
+    const T = Table(u64);
+    const table = try testing.allocator.create(T);
+    defer testing.allocator.destroy(table);
+    table.* = .{};
+    try testing.expectError(error.BadHandle, table.acquire(0));
+    try testing.expectError(error.BadHandle, table.acquire(0xffff_ffff));
+    try testing.expectError(error.BadHandle, table.acquire(T.handle_of(3, 1)));
+}
+
+test "handles: the table has a bound" {
+    const T = Table(u64);
+    const table = try testing.allocator.create(T);
+    defer testing.allocator.destroy(table);
+    table.* = .{};
+    var count: u32 = 0;
+    while (count < slot_count_max) : (count += 1) _ = try table.reserve();
+    try testing.expectError(error.TooManyOpen, table.reserve());
+}

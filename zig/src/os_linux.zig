@@ -1,0 +1,287 @@
+//! Linux: open a file, size it, map a window with a 64-bit offset, flush, advise, prefault.
+//! Only glibc entry points whose argument types are fixed on 64-bit targets are used (off_t is
+//! 64-bit there), declared here with explicit types rather than through std's moving wrappers.
+const std = @import("std");
+const assert = std.debug.assert;
+const status_zig = @import("status.zig");
+const Status = status_zig.Status;
+const Mode = status_zig.Mode;
+const Advice = status_zig.Advice;
+const window_zig = @import("window.zig");
+
+comptime {
+    assert(@sizeOf(usize) == 8); // off_t is 64-bit only on 64-bit targets without _FILE_OFFSET_BITS.
+}
+
+extern "c" fn open(path: [*:0]const u8, flags: c_int, ...) c_int;
+extern "c" fn close(fd: c_int) c_int;
+extern "c" fn ftruncate(fd: c_int, length: i64) c_int;
+extern "c" fn fallocate(fd: c_int, mode: c_int, offset: i64, length: i64) c_int;
+extern "c" fn statx(dirfd: c_int, path: [*:0]const u8, flags: c_int, mask: c_uint, out: *Statx) c_int;
+extern "c" fn mmap(address: ?*anyopaque, length: usize, protection: c_int, flags: c_int, fd: c_int, offset: i64) usize;
+extern "c" fn munmap(address: usize, length: usize) c_int;
+extern "c" fn msync(address: usize, length: usize, flags: c_int) c_int;
+extern "c" fn madvise(address: usize, length: usize, advice: c_int) c_int;
+extern "c" fn sysconf(name: c_int) c_long;
+extern "c" fn __errno_location() *c_int;
+
+const o_rdonly: c_int = 0;
+const o_rdwr: c_int = 2;
+const o_creat: c_int = 0o100;
+const o_trunc: c_int = 0o1000;
+const o_noctty: c_int = 0o400;
+const o_cloexec: c_int = 0o2000000;
+const prot_read: c_int = 1;
+const prot_write: c_int = 2;
+const map_shared: c_int = 1;
+const map_private: c_int = 2;
+const map_failed: usize = std.math.maxInt(usize);
+const ms_sync: c_int = 4;
+const madv_populate_read: c_int = 22;
+const madv_populate_write: c_int = 23;
+const at_empty_path: c_int = 0x1000;
+const statx_type: c_uint = 0x1;
+const statx_size: c_uint = 0x200;
+const s_ifmt: u16 = 0o170000;
+const s_ifreg: u16 = 0o100000;
+const s_ifdir: u16 = 0o040000;
+const sc_pagesize: c_int = 30;
+
+/// The kernel's `struct statx` (fixed layout on every architecture).
+const Statx = extern struct {
+    mask: u32,
+    blksize: u32,
+    attributes: u64,
+    nlink: u32,
+    uid: u32,
+    gid: u32,
+    mode: u16,
+    spare0: u16,
+    ino: u64,
+    size: u64,
+    blocks: u64,
+    rest: [200]u8,
+};
+comptime {
+    assert(@sizeOf(Statx) == 256);
+    assert(@offsetOf(Statx, "mode") == 28);
+    assert(@offsetOf(Statx, "size") == 40);
+}
+
+pub const Handle = c_int;
+
+/// Everything needed to use and release one mapped window.
+pub const Mapping = struct {
+    fd: Handle,
+    /// Start of the kernel mapping (page-aligned) and its length.
+    base: usize,
+    map_length_bytes: usize,
+    /// Where the window starts inside the kernel mapping.
+    delta_bytes: usize,
+    length_bytes: u64,
+    file_offset: u64,
+    mode: Mode,
+
+    pub fn window_address(mapping: *const Mapping) usize {
+        return mapping.base + mapping.delta_bytes;
+    }
+};
+
+pub fn errno() i32 {
+    return __errno_location().*;
+}
+
+/// Maps an errno to the stable status code.
+pub fn status_from_errno(code: i32) Status {
+    return switch (code) {
+        2, 20 => .not_found, // ENOENT, ENOTDIR (a path component is not a directory)
+        1, 13, 30 => .permission_denied, // EPERM, EACCES, EROFS
+        21 => .is_directory, // EISDIR
+        28, 122 => .no_space, // ENOSPC, EDQUOT
+        5, 6 => .io, // EIO, ENXIO
+        12 => .no_memory, // ENOMEM
+        23, 24 => .too_many_open, // ENFILE, EMFILE
+        19, 95 => .not_supported, // ENODEV, EOPNOTSUPP
+        75, 27 => .overflow, // EOVERFLOW, EFBIG
+        14 => .bad_address, // EFAULT
+        22 => .invalid_argument, // EINVAL
+        36 => .invalid_argument, // ENAMETOOLONG
+        else => .unexpected,
+    };
+}
+
+pub fn page_size() u64 {
+    const size = sysconf(sc_pagesize);
+    assert(size > 0);
+    const bytes: u64 = @intCast(size);
+    assert(std.math.isPowerOfTwo(bytes));
+    return bytes;
+}
+
+/// The granularity a mapping's file offset must be a multiple of.
+pub fn granularity() u64 {
+    return page_size();
+}
+
+pub const OpenError = struct { status: Status, os_error: i32 };
+
+fn fail(status: Status) OpenError {
+    return .{ .status = status, .os_error = errno() };
+}
+
+pub fn file_size(fd: Handle) error{Failed}!u64 {
+    var info: Statx = undefined;
+    if (statx(fd, "", at_empty_path, statx_type | statx_size, &info) != 0) return error.Failed;
+    return info.size;
+}
+
+/// Opens `path` and maps `[offset, offset + length)`; `length_requested == null` means "to the
+/// end of the file". On failure nothing is left open or mapped.
+pub fn map_open(
+    path: [*:0]const u8,
+    mode: Mode,
+    offset: u64,
+    length_requested: ?u64,
+    mapping: *Mapping,
+    file_size_out: *u64,
+) ?OpenError {
+    if (offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
+    const flags: c_int = o_cloexec | o_noctty | switch (mode) {
+        .read, .copy_on_write => o_rdonly,
+        .read_write => o_rdwr,
+        .create => o_rdwr | o_creat | o_trunc,
+    };
+    const fd = open(path, flags, @as(c_uint, 0o644));
+    if (fd < 0) return fail(status_from_errno(errno()));
+    if (map_fd(fd, mode, offset, length_requested, mapping, file_size_out)) |failure| {
+        _ = close(fd);
+        return failure;
+    }
+    assert(mapping.fd == fd);
+    return null;
+}
+
+fn map_fd(
+    fd: Handle,
+    mode: Mode,
+    offset: u64,
+    length_requested: ?u64,
+    mapping: *Mapping,
+    file_size_out: *u64,
+) ?OpenError {
+    var info: Statx = undefined;
+    if (statx(fd, "", at_empty_path, statx_type | statx_size, &info) != 0) {
+        return fail(status_from_errno(errno()));
+    }
+    const kind = info.mode & s_ifmt;
+    if (kind == s_ifdir) return .{ .status = .is_directory, .os_error = 21 };
+    if (kind != s_ifreg) return .{ .status = .not_regular_file, .os_error = 0 };
+
+    var length_bytes: u64 = undefined;
+    if (mode == .create) {
+        length_bytes = length_requested orelse return .{ .status = .invalid_argument, .os_error = 0 };
+        if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
+        file_size_out.* = offset + length_bytes;
+    } else {
+        if (window_of_existing(info.size, offset, length_requested)) |failure| return failure;
+        length_bytes = length_requested orelse info.size - offset;
+        file_size_out.* = info.size;
+    }
+
+    const window = window_zig.compute(offset, length_bytes, granularity()) catch |err| {
+        return .{ .status = if (err == error.Overflow) .overflow else .invalid_argument, .os_error = 0 };
+    };
+    const protection: c_int = if (mode == .read) prot_read else prot_read | prot_write;
+    const sharing: c_int = if (mode == .copy_on_write) map_private else map_shared;
+    const base = mmap(null, @intCast(window.map_length_bytes), protection, sharing, fd, @intCast(window.map_offset));
+    if (base == map_failed) return fail(status_from_errno(errno()));
+    mapping.* = .{
+        .fd = fd,
+        .base = base,
+        .map_length_bytes = @intCast(window.map_length_bytes),
+        .delta_bytes = @intCast(window.delta_bytes),
+        .length_bytes = length_bytes,
+        .file_offset = offset,
+        .mode = mode,
+    };
+    return null;
+}
+
+/// Checks a window against an existing file: it must be non-empty and lie inside the file.
+fn window_of_existing(size_bytes: u64, offset: u64, length_requested: ?u64) ?OpenError {
+    if (length_requested) |length_bytes| {
+        if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
+        if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
+        if (offset + length_bytes > size_bytes) return .{ .status = .window_past_end, .os_error = 0 };
+        return null;
+    }
+    if (offset > size_bytes) return .{ .status = .window_past_end, .os_error = 0 };
+    if (offset == size_bytes) return .{ .status = .empty_window, .os_error = 0 };
+    return null;
+}
+
+/// Mode w+: the file was truncated by open; size it to `offset + length` and reserve the blocks
+/// of the window, so that a full disk is ENOSPC now rather than SIGBUS on a later write.
+fn size_for_create(fd: Handle, offset: u64, length_bytes: u64) ?OpenError {
+    if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
+    if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
+    const end = offset + length_bytes;
+    if (fallocate(fd, 0, @intCast(offset), @intCast(length_bytes)) == 0) return null;
+    const code = errno();
+    // EOPNOTSUPP, ENOSYS: the file system cannot reserve blocks; size the file without them.
+    if (code != 95 and code != 38) return .{ .status = status_from_errno(code), .os_error = code };
+    if (ftruncate(fd, @intCast(end)) != 0) return fail(status_from_errno(errno()));
+    return null;
+}
+
+pub fn unmap(mapping: *const Mapping) void {
+    const unmapped = munmap(mapping.base, mapping.map_length_bytes);
+    assert(unmapped == 0); // Only fails for a range we did not map.
+    _ = close(mapping.fd);
+}
+
+/// The page-aligned address range covering `[position, position + length)` of the window.
+fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
+    assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
+    const page: usize = @intCast(page_size());
+    const first = mapping.window_address() + @as(usize, @intCast(position));
+    const start = first & ~(page - 1);
+    assert(start >= mapping.base);
+    return .{ .start = start, .length_bytes = first + @as(usize, @intCast(length_bytes)) - start };
+}
+
+/// msync(MS_SYNC): returns once the range is on the device, or reports the write-back error.
+pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error: *i32) Status {
+    if (length_bytes == 0) return .ok;
+    const range = page_range(mapping, position, length_bytes);
+    if (msync(range.start, range.length_bytes, ms_sync) == 0) return .ok;
+    os_error.* = errno();
+    return status_from_errno(os_error.*);
+}
+
+pub fn advise(mapping: *const Mapping, position: u64, length_bytes: u64, advice: Advice, os_error: *i32) Status {
+    if (length_bytes == 0) return .ok;
+    const range = page_range(mapping, position, length_bytes);
+    const code: c_int = switch (advice) {
+        .normal => 0,
+        .random => 1,
+        .sequential => 2,
+        .will_need => 3,
+        .dont_need => 4,
+    };
+    if (madvise(range.start, range.length_bytes, code) == 0) return .ok;
+    os_error.* = errno();
+    return status_from_errno(os_error.*);
+}
+
+pub const Populate = enum { ok, unsupported, failed };
+
+/// Asks the kernel to fault the range in (MADV_POPULATE_READ/WRITE, Linux 5.14+). It answers
+/// with an error instead of a signal when a page cannot be read, but does not say which page.
+pub fn populate(mapping: *const Mapping, position: u64, length_bytes: u64, write: bool, os_error: *i32) Populate {
+    const range = page_range(mapping, position, length_bytes);
+    const advice = if (write) madv_populate_write else madv_populate_read;
+    if (madvise(range.start, range.length_bytes, advice) == 0) return .ok;
+    os_error.* = errno();
+    return if (os_error.* == 22) .unsupported else .failed; // EINVAL: a kernel older than 5.14.
+}

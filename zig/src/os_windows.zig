@@ -1,0 +1,1 @@
+//! Windows file mapping: placeholder, being written.

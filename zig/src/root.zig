@@ -1,0 +1,290 @@
+//! libguardmap: the flat C ABI that ffi/ loads with Deno.dlopen.
+//!
+//! Every function returns a `Status` code (status.zig) or a plain value, and never trusts its
+//! caller: handles are generation-checked, positions and lengths arrive as f64 and must be exact
+//! non-negative integers, every range is checked against the window, every pointer for null.
+//! Positions and lengths on the per-copy path are f64 (not u64) so that Deno passes plain numbers
+//! to a fast call instead of allocating a BigInt per call; f64 is exact up to 2^53 bytes.
+const std = @import("std");
+const builtin = @import("builtin");
+const assert = std.debug.assert;
+const status_zig = @import("status.zig");
+const Status = status_zig.Status;
+const Detail = status_zig.Detail;
+const OpenResult = status_zig.OpenResult;
+const Mode = status_zig.Mode;
+const Advice = status_zig.Advice;
+const window_zig = @import("window.zig");
+const handles = @import("handles.zig");
+const guard = @import("guard.zig");
+
+pub const os = switch (builtin.os.tag) {
+    .linux => @import("os_linux.zig"),
+    .windows => @import("os_windows.zig"),
+    else => @compileError("guardmap supports Linux and Windows"),
+};
+
+/// Bumped whenever a signature or a struct layout of this file changes.
+pub const abi_version: u32 = 1;
+/// Paths arrive as UTF-8 without a terminator; they are copied into a buffer of this size.
+const path_length_max = 4096;
+/// gm_open flag: `length` is given (otherwise the window runs to the end of the file).
+const open_flag_length_given: u32 = 1;
+
+var table: handles.Table(os.Mapping) = .{};
+
+fn code(status: Status) i32 {
+    return @intFromEnum(status);
+}
+
+export fn gm_abi_version() u32 {
+    return abi_version;
+}
+
+/// Installs the fault handler once per process (idempotent). gm_open also calls it.
+export fn gm_init() i32 {
+    guard.os.install() catch return code(.handler_not_installed);
+    return code(.ok);
+}
+
+/// 0: not installed, 1: ours receives faults first, 2: a later handler that chains to ours,
+/// 3: the default action (the guard would not work; gm_open reinstalls it).
+export fn gm_guard_disposition() i32 {
+    return @intFromEnum(guard.os.disposition());
+}
+
+export fn gm_page_size() u32 {
+    return @intCast(os.page_size());
+}
+
+/// The alignment of a mapping's file offset: the page size on Linux, 64 KiB on Windows.
+export fn gm_granularity() u32 {
+    return @intCast(os.granularity());
+}
+
+export fn gm_open(
+    path: ?[*]const u8,
+    path_length: usize,
+    mode_raw: u32,
+    offset: u64,
+    length: u64,
+    flags: u32,
+    out: ?*align(1) OpenResult,
+) i32 {
+    const result = out orelse return code(.invalid_argument);
+    result.* = OpenResult.zero;
+    const path_bytes = path orelse return code(.invalid_argument);
+    if (path_length == 0 or path_length >= path_length_max) return code(.invalid_argument);
+    var path_buffer: [path_length_max]u8 = undefined;
+    @memcpy(path_buffer[0..path_length], path_bytes[0..path_length]);
+    if (std.mem.indexOfScalar(u8, path_buffer[0..path_length], 0) != null) return code(.invalid_argument);
+    path_buffer[path_length] = 0;
+    const mode = std.meta.intToEnum(Mode, mode_raw) catch return code(.invalid_argument);
+    if (flags & ~open_flag_length_given != 0) return code(.invalid_argument);
+    const length_requested: ?u64 = if (flags & open_flag_length_given != 0) length else null;
+
+    guard.os.install() catch return code(.handler_not_installed);
+    const index = table.reserve() catch return code(.too_many_open);
+    var mapping: os.Mapping = undefined;
+    var file_size_bytes: u64 = 0;
+    if (os.map_open(path_buffer[0..path_length :0], mode, offset, length_requested, &mapping, &file_size_bytes)) |failure| {
+        table.unreserve(index);
+        result.os_error = failure.os_error;
+        return code(failure.status);
+    }
+    assert(mapping.length_bytes > 0);
+    result.handle = table.publish(index, mapping);
+    result.length_bytes = mapping.length_bytes;
+    result.file_size_bytes = file_size_bytes;
+    return code(.ok);
+}
+
+/// Unmaps the window and closes the file. A handle that is already closed gives `bad_handle`;
+/// a map in use by a copy on another thread gives `busy` and stays open.
+export fn gm_close(handle: u32) i32 {
+    const slot = table.begin_close(handle) catch |err| return code(switch (err) {
+        error.BadHandle => .bad_handle,
+        error.Busy => .busy,
+    });
+    os.unmap(&slot.mapping);
+    table.finish_close(slot);
+    return code(.ok);
+}
+
+/// The address of the window's first byte, for zero-copy views; null for a bad handle.
+export fn gm_address(handle: u32) ?*anyopaque {
+    const lease = table.acquire(handle) catch return null;
+    defer lease.release();
+    return @ptrFromInt(lease.slot.mapping.window_address());
+}
+
+/// The current size of the mapped file (to tell a truncated file from a failing device).
+export fn gm_file_size(handle: u32, out: ?*align(1) u64) i32 {
+    const size_out = out orelse return code(.invalid_argument);
+    const lease = table.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    size_out.* = os.file_size(lease.slot.mapping.fd) catch return code(.io);
+    return code(.ok);
+}
+
+/// Copies `length` bytes from the window at `position` into `target`, through the guard.
+export fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
+    return code(copy_guarded(handle, position, target, length, detail, .from_map));
+}
+
+/// Copies `length` bytes from `source` into the window at `position`, through the guard.
+export fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
+    return code(copy_guarded(handle, position, source, length, detail, .to_map));
+}
+
+/// Writes dirty pages of `[position, position + length)` to the file and waits for the device.
+export fn gm_flush(handle: u32, position: f64, length: f64, detail: ?*align(1) Detail) i32 {
+    const out = detail orelse return code(.invalid_argument);
+    out.* = Detail.zero;
+    const range = parse_range(position, length) orelse return code(.invalid_argument);
+    const lease = table.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const mapping = &lease.slot.mapping;
+    if (!window_zig.range_inside(range.position, range.length_bytes, mapping.length_bytes)) return code(.out_of_range);
+    var os_error: i32 = 0;
+    defer out.os_error = os_error;
+    return code(os.flush(mapping, range.position, range.length_bytes, &os_error));
+}
+
+export fn gm_advise(handle: u32, position: f64, length: f64, advice_raw: u32, detail: ?*align(1) Detail) i32 {
+    const out = detail orelse return code(.invalid_argument);
+    out.* = Detail.zero;
+    const range = parse_range(position, length) orelse return code(.invalid_argument);
+    const advice = std.meta.intToEnum(Advice, advice_raw) catch return code(.invalid_argument);
+    const lease = table.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const mapping = &lease.slot.mapping;
+    if (!window_zig.range_inside(range.position, range.length_bytes, mapping.length_bytes)) return code(.out_of_range);
+    // Dropping the pages of a private map throws away its copy-on-write changes: refuse it.
+    if (advice == .dont_need and mapping.mode == .copy_on_write) return code(.not_supported);
+    var os_error: i32 = 0;
+    defer out.os_error = os_error;
+    return code(os.advise(mapping, range.position, range.length_bytes, advice, &os_error));
+}
+
+/// Faults `[position, position + length)` in. On failure the detail names the first failing
+/// offset; no signal reaches the caller either way.
+export fn gm_prefault(handle: u32, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32 {
+    const out = detail orelse return code(.invalid_argument);
+    out.* = Detail.zero;
+    const range = parse_range(position, length) orelse return code(.invalid_argument);
+    if (write > 1) return code(.invalid_argument);
+    const lease = table.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const mapping = &lease.slot.mapping;
+    if (!window_zig.range_inside(range.position, range.length_bytes, mapping.length_bytes)) return code(.out_of_range);
+    if (write == 1 and !mapping.mode.writable()) return code(.read_only);
+    if (range.length_bytes == 0) return code(.ok);
+    var os_error: i32 = 0;
+    const populated = os.populate(mapping, range.position, range.length_bytes, write == 1, &os_error);
+    if (populated == .ok) return code(.ok);
+    out.os_error = os_error;
+    // The kernel could not populate (or lacks MADV_POPULATE_*): find the first failing page with
+    // guarded one-byte reads, which also faults every good page in.
+    const status = touch_pages(mapping, range.position, range.length_bytes, out);
+    if (status != .ok or populated == .unsupported) return code(status);
+    return code(os.status_from_errno(os_error));
+}
+
+/// A plain memcpy between two caller buffers: the benchmarks' measure of the memory-bandwidth
+/// limit on this machine. Never touches a mapping.
+export fn gm_memcpy(target: ?[*]u8, source: ?[*]const u8, length: f64) i32 {
+    const length_bytes = window_zig.integer_from_f64(length) orelse return code(.invalid_argument);
+    if (length_bytes == 0) return code(.ok);
+    const to = target orelse return code(.invalid_argument);
+    const from = source orelse return code(.invalid_argument);
+    const count: usize = @intCast(length_bytes);
+    @memcpy(to[0..count], from[0..count]);
+    return code(.ok);
+}
+
+const Range = struct { position: u64, length_bytes: u64 };
+
+fn parse_range(position: f64, length: f64) ?Range {
+    return .{
+        .position = window_zig.integer_from_f64(position) orelse return null,
+        .length_bytes = window_zig.integer_from_f64(length) orelse return null,
+    };
+}
+
+const Direction = enum { from_map, to_map };
+
+fn copy_guarded(
+    handle: u32,
+    position: f64,
+    buffer: ?[*]u8,
+    length: f64,
+    detail: ?*align(1) Detail,
+    direction: Direction,
+) Status {
+    const out = detail orelse return .invalid_argument;
+    const range = parse_range(position, length) orelse return .invalid_argument;
+    const lease = table.acquire(handle) catch return .bad_handle;
+    defer lease.release();
+    const mapping = &lease.slot.mapping;
+    if (!window_zig.range_inside(range.position, range.length_bytes, mapping.length_bytes)) return .out_of_range;
+    if (direction == .to_map and !mapping.mode.writable()) return .read_only;
+    if (range.length_bytes == 0) return .ok;
+    const user = buffer orelse return .invalid_argument;
+
+    const mapped: [*]u8 = @ptrFromInt(mapping.window_address() + @as(usize, @intCast(range.position)));
+    const count: usize = @intCast(range.length_bytes);
+    var frame = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
+    const remaining = switch (direction) {
+        .from_map => guard.copy(user, mapped, count, &frame),
+        .to_map => guard.copy(mapped, user, count, &frame),
+    };
+    if (remaining == 0) return .ok;
+    return report_fault(mapping, &frame, count - remaining, out);
+}
+
+fn report_fault(mapping: *const os.Mapping, frame: *const guard.Frame, bytes_done: u64, out: *align(1) Detail) Status {
+    assert(frame.fault_signal != 0);
+    const status = guard.os.status_of_fault(frame);
+    out.* = .{
+        .bytes_done = bytes_done,
+        // A fault can lie in the page part before the window; report it as window offset 0.
+        .fault_window_offset = frame.fault_address -| mapping.window_address(),
+        .os_error = 0,
+        .signal = frame.fault_signal,
+        .signal_code = frame.fault_code,
+        .reserved = 0,
+    };
+    return status;
+}
+
+/// Reads one byte of every page of the range through the guard; stops at the first fault.
+fn touch_pages(mapping: *const os.Mapping, position: u64, length_bytes: u64, out: *align(1) Detail) Status {
+    assert(length_bytes > 0);
+    const page: u64 = os.page_size();
+    const window_address: u64 = mapping.window_address();
+    const end = position + length_bytes;
+    const pages_max = length_bytes / page + 2;
+    var offset = position;
+    var scratch: [1]u8 = undefined;
+    var pages: u64 = 0;
+    while (offset < end) : (pages += 1) {
+        assert(pages < pages_max);
+        var frame = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
+        const source: [*]const u8 = @ptrFromInt(@as(usize, @intCast(window_address + offset)));
+        if (guard.copy(&scratch, source, 1, &frame) != 0) {
+            const status = report_fault(mapping, &frame, offset - position, out);
+            out.fault_window_offset = offset;
+            return status;
+        }
+        const address = window_address + offset;
+        offset += ((address | (page - 1)) + 1) - address; // To the next page boundary.
+    }
+    return .ok;
+}
+
+test {
+    _ = @import("window.zig");
+    _ = @import("handles.zig");
+    if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
+}

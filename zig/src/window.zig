@@ -1,0 +1,137 @@
+//! Window arithmetic: which part of a file the kernel maps for a requested window.
+//!
+//! The kernel maps from a file offset that is a multiple of the page size (Linux) or of the
+//! allocation granularity (Windows, 64 KiB). A window `[offset, offset + length)` is mapped from
+//! `offset` rounded down, and the caller's pointer is advanced by the remainder, so at most
+//! `granularity - 1` bytes of address space are spent before the window, never `offset` bytes.
+const std = @import("std");
+const assert = std.debug.assert;
+
+/// The largest file offset the OS file APIs accept (off_t and LARGE_INTEGER are signed 64-bit).
+pub const file_offset_max: u64 = std.math.maxInt(i64);
+
+pub const Window = struct {
+    /// File offset at which the kernel mapping starts (a multiple of the granularity).
+    map_offset: u64,
+    /// Bytes the kernel maps: `delta + length_bytes`.
+    map_length_bytes: u64,
+    /// `offset - map_offset`: where the window starts inside the kernel mapping.
+    delta_bytes: u64,
+    /// Length of the window the caller asked for.
+    length_bytes: u64,
+};
+
+pub const Error = error{ InvalidArgument, Overflow };
+
+pub fn compute(offset: u64, length_bytes: u64, granularity_bytes: u64) Error!Window {
+    assert(granularity_bytes > 0);
+    assert(std.math.isPowerOfTwo(granularity_bytes));
+    if (length_bytes == 0) return error.InvalidArgument;
+    if (offset > file_offset_max) return error.Overflow;
+    if (length_bytes > file_offset_max - offset) return error.Overflow;
+
+    const delta_bytes = offset & (granularity_bytes - 1);
+    const map_offset = offset - delta_bytes;
+    // Cannot overflow: delta < granularity and offset + length <= file_offset_max.
+    const map_length_bytes = delta_bytes + length_bytes;
+    if (map_length_bytes > std.math.maxInt(usize)) return error.Overflow;
+
+    const window: Window = .{
+        .map_offset = map_offset,
+        .map_length_bytes = map_length_bytes,
+        .delta_bytes = delta_bytes,
+        .length_bytes = length_bytes,
+    };
+    assert(window.map_offset % granularity_bytes == 0);
+    assert(window.map_offset + window.delta_bytes == offset);
+    assert(window.delta_bytes < granularity_bytes);
+    return window;
+}
+
+/// Converts a JavaScript number (f64) to a byte count or offset. Only non-negative integers up
+/// to 2^53 are exact in an f64, so anything else (NaN, infinities, fractions) is refused.
+pub fn integer_from_f64(value: f64) ?u64 {
+    const exact_max: f64 = 9007199254740992.0; // 2^53
+    if (!(value >= 0.0 and value <= exact_max)) return null; // Also refuses NaN.
+    if (@floor(value) != value) return null;
+    return @intFromFloat(value);
+}
+
+/// Checks that `[position, position + length)` lies inside a window of `window_length_bytes`.
+pub fn range_inside(position: u64, length_bytes: u64, window_length_bytes: u64) bool {
+    if (position > window_length_bytes) return false;
+    return length_bytes <= window_length_bytes - position;
+}
+
+const testing = std.testing;
+const page: u64 = 4096;
+const granule: u64 = 64 * 1024;
+const gib: u64 = 1024 * 1024 * 1024;
+
+test "window: offsets around 4 GiB keep all 64 bits" {
+    const below = try compute(4 * gib - 1, 2, page);
+    try testing.expectEqual(4 * gib - page, below.map_offset);
+    try testing.expectEqual(page - 1, below.delta_bytes);
+    try testing.expectEqual(page + 1, below.map_length_bytes);
+
+    const at = try compute(4 * gib, 10, page);
+    try testing.expectEqual(4 * gib, at.map_offset);
+    try testing.expectEqual(@as(u64, 0), at.delta_bytes);
+
+    const above = try compute(4 * gib + 1, 10, granule);
+    try testing.expectEqual(4 * gib, above.map_offset);
+    try testing.expectEqual(@as(u64, 1), above.delta_bytes);
+    // The high DWORD of the mapping offset on Windows is 1 here, not 0.
+    try testing.expectEqual(@as(u64, 1), above.map_offset >> 32);
+}
+
+test "window: 2^33 + 1 maps from 2^33 with a remainder of one byte" {
+    const window = try compute((1 << 33) + 1, 1 << 20, page);
+    try testing.expectEqual(@as(u64, 1 << 33), window.map_offset);
+    try testing.expectEqual(@as(u64, 1), window.delta_bytes);
+    try testing.expectEqual(@as(u64, (1 << 20) + 1), window.map_length_bytes);
+}
+
+test "window: remainders of 1 and granularity - 1" {
+    for ([_]u64{ page, granule }) |granularity| {
+        const one = try compute(6 * gib + 1, 100, granularity);
+        try testing.expectEqual(@as(u64, 1), one.delta_bytes);
+        try testing.expectEqual(6 * gib, one.map_offset);
+
+        const last = try compute(6 * gib + granularity - 1, 100, granularity);
+        try testing.expectEqual(granularity - 1, last.delta_bytes);
+        try testing.expectEqual(6 * gib, last.map_offset);
+        try testing.expectEqual(granularity - 1 + 100, last.map_length_bytes);
+    }
+}
+
+test "window: a high offset never maps the bytes before it" {
+    const window = try compute(6 * gib + 12345, 1 << 20, page);
+    try testing.expect(window.map_length_bytes < (1 << 20) + page);
+}
+
+test "window: refuses empty windows and overflow" {
+    try testing.expectError(error.InvalidArgument, compute(0, 0, page));
+    try testing.expectError(error.Overflow, compute(file_offset_max, 2, page));
+    try testing.expectError(error.Overflow, compute(file_offset_max + 1, 1, page));
+    try testing.expectError(error.Overflow, compute(1, std.math.maxInt(u64), page));
+    _ = try compute(file_offset_max - 1, 1, page);
+}
+
+test "integer_from_f64: only exact non-negative integers" {
+    try testing.expectEqual(@as(?u64, 0), integer_from_f64(0.0));
+    try testing.expectEqual(@as(?u64, 1 << 53), integer_from_f64(9007199254740992.0));
+    try testing.expectEqual(@as(?u64, null), integer_from_f64(-1.0));
+    try testing.expectEqual(@as(?u64, null), integer_from_f64(0.5));
+    try testing.expectEqual(@as(?u64, null), integer_from_f64(std.math.nan(f64)));
+    try testing.expectEqual(@as(?u64, null), integer_from_f64(std.math.inf(f64)));
+    try testing.expectEqual(@as(?u64, null), integer_from_f64(9007199254740994.0));
+}
+
+test "range_inside: edges" {
+    try testing.expect(range_inside(0, 10, 10));
+    try testing.expect(range_inside(10, 0, 10));
+    try testing.expect(!range_inside(10, 1, 10));
+    try testing.expect(!range_inside(11, 0, 10));
+    try testing.expect(!range_inside(1, std.math.maxInt(u64), 10));
+}
