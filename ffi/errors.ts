@@ -1,0 +1,146 @@
+/**
+ * The errors guardmap throws. Failures of a mapped file are {@linkcode GuardmapError}s; an I/O
+ * fault while touching mapped pages is the subclass {@linkcode MappedIOError}. Opening a missing
+ * file, a directory, or a path without permission throws Deno's own `Deno.errors.NotFound`,
+ * `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied` or `Deno.errors.NotCapable`, as
+ * `Deno.open` does; bad arguments throw `TypeError` or `RangeError`.
+ *
+ * @module
+ */
+
+/** Details common to every {@linkcode GuardmapError}. */
+export interface GuardmapErrorOptions {
+  /** A short code such as `"EIO"`, `"ENOSPC"` or `"WINDOW_PAST_END"`. */
+  code: string;
+  /** The native library's status number (see `Status` in `ffi/status.ts`). */
+  status: number;
+  /** The path of the mapped file, as given to `MappedFile.open`. */
+  path?: string;
+  /** The OS error number behind the failure (errno, or a Win32 error), 0 when none. */
+  osError?: number;
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/**
+ * A failure reported by guardmap's native library, with a stable `code`.
+ *
+ * @example Tell a full disk from other failures
+ * ```ts
+ * import { GuardmapError } from "./errors.ts";
+ * const error = new GuardmapError("no space", { code: "ENOSPC", status: 9 });
+ * console.log(error instanceof GuardmapError && error.code === "ENOSPC"); // true
+ * ```
+ */
+export class GuardmapError extends Error {
+  /** A short code such as `"EIO"`, `"ENOSPC"` or `"WINDOW_PAST_END"`. */
+  readonly code: string;
+  /** The native library's status number. */
+  readonly status: number;
+  /** The path of the mapped file, when the failure concerns one. */
+  readonly path: string | undefined;
+  /** The OS error number (errno or Win32 error), 0 when none applies. */
+  readonly osError: number;
+
+  /** Creates an error; guardmap's own code does this, users rarely need to. */
+  constructor(message: string, options: GuardmapErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "GuardmapError";
+    this.code = options.code;
+    this.status = options.status;
+    this.path = options.path;
+    this.osError = options.osError ?? 0;
+  }
+}
+
+/** What the mapped file was doing when an I/O fault happened. */
+export type MappedOperation = "read" | "write" | "flush" | "prefault" | "check";
+
+/** Details of a {@linkcode MappedIOError}. */
+export interface MappedIOErrorOptions extends GuardmapErrorOptions {
+  operation: MappedOperation;
+  /** Offset in the window of the first byte that was not transferred. */
+  position: number;
+  /** The same place in file coordinates: `map.offset + position`. */
+  fileOffset: number;
+  /** Bytes transferred before the fault. */
+  bytesTransferred: number;
+  /** `"truncated"` when the file now ends at or before `fileOffset`, otherwise `"io"`. */
+  reason: "truncated" | "io";
+  /** The file's size when the fault was examined, if it could be read. */
+  fileSize?: number;
+  /** The signal the kernel raised (`"SIGBUS"`, `"SIGSEGV"`), or the Windows exception. */
+  signal?: string;
+}
+
+/**
+ * An I/O error on mapped memory, caught by guardmap's guarded copy instead of killing the
+ * process: a file truncated under the map, a disk or network file system answering EIO, a full
+ * disk. The bytes before `position` were transferred; the map stays usable.
+ *
+ * @example Read what is still readable after the file was truncated under the map
+ * ```ts
+ * import { MappedFile, MappedIOError } from "../mod.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array(65536).fill(1));
+ * using map = MappedFile.open(path);
+ * await Deno.truncate(path, 12288);
+ * const target = new Uint8Array(65536);
+ * try {
+ *   map.read(target, 0);
+ * } catch (error) {
+ *   if (!(error instanceof MappedIOError)) throw error;
+ *   console.log(error.reason, error.bytesTransferred); // "truncated" 12288
+ * }
+ * ```
+ */
+export class MappedIOError extends GuardmapError {
+  /** What the map was doing: `"read"`, `"write"`, `"flush"`, `"prefault"` or `"check"`. */
+  readonly operation: MappedOperation;
+  /** Offset in the window of the first byte that was not transferred. */
+  readonly position: number;
+  /** The same place in file coordinates: `map.offset + position`. */
+  readonly fileOffset: number;
+  /** Bytes transferred before the fault. */
+  readonly bytesTransferred: number;
+  /** `"truncated"` when the file now ends at or before `fileOffset`, otherwise `"io"`. */
+  readonly reason: "truncated" | "io";
+  /** The file's size when the fault was examined, if it could be read. */
+  readonly fileSize: number | undefined;
+  /** The signal the kernel raised, or the Windows exception, if any. */
+  readonly signal: string | undefined;
+
+  /** Creates an error; guardmap's own code does this, users rarely need to. */
+  constructor(message: string, options: MappedIOErrorOptions) {
+    super(message, options);
+    this.name = "MappedIOError";
+    this.operation = options.operation;
+    this.position = options.position;
+    this.fileOffset = options.fileOffset;
+    this.bytesTransferred = options.bytesTransferred;
+    this.reason = options.reason;
+    this.fileSize = options.fileSize;
+    this.signal = options.signal;
+  }
+}
+
+/**
+ * Thrown by any operation on a `MappedFile` after `close()`. Nothing was touched.
+ *
+ * @example
+ * ```ts
+ * import { MapClosedError } from "./errors.ts";
+ * const error = new MapClosedError("read", "/tmp/data.bin");
+ * console.log(error.code); // "ECLOSED"
+ * ```
+ */
+export class MapClosedError extends GuardmapError {
+  /** Creates the error for `operation` on the map of `path`. */
+  constructor(operation: string, path: string) {
+    super(
+      `cannot ${operation}: the map of "${path}" is closed; open it again with MappedFile.open()`,
+      { code: "ECLOSED", status: 15, path },
+    );
+    this.name = "MapClosedError";
+  }
+}

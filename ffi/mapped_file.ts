@@ -1,0 +1,650 @@
+/**
+ * `MappedFile`: a window of a file mapped into this process, read and written through guarded
+ * copies that turn I/O faults into {@linkcode MappedIOError}s.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { native } from "./library.ts";
+import { errorCodeOf, Status } from "./status.ts";
+import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
+
+/**
+ * How a file is mapped, as in `numpy.memmap`:
+ * - `"r"`: read-only, shared (the default);
+ * - `"r+"`: read-write, shared; the file must already cover the window;
+ * - `"w+"`: create or truncate the file, then size it to `offset + length` and reserve its blocks
+ *   (so a full disk fails at open, not later); needs `length`;
+ * - `"c"`: copy-on-write, private: writes are visible through this map only, never in the file.
+ */
+export type MapMode = "r" | "r+" | "w+" | "c";
+
+/** Options of {@linkcode MappedFile.open}. */
+export interface OpenOptions {
+  /** How to map the file; default `"r"`. */
+  mode?: MapMode;
+  /** File offset of the window's first byte, any byte offset; default 0. */
+  offset?: number | bigint;
+  /** Length of the window in bytes; default: the rest of the file. Required for `"w+"`. */
+  length?: number | bigint;
+}
+
+/** A hint to the kernel about how the window will be used (madvise). */
+export type Advice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
+
+/** A byte range of the window; both fields default to the whole window. */
+export interface WindowRange {
+  /** Offset in the window; default 0. */
+  position?: number;
+  /** Length in bytes; default: to the end of the window. */
+  length?: number;
+}
+
+/** Options of {@linkcode MappedFile.prefault}. */
+export interface PrefaultOptions extends WindowRange {
+  /** Fault the pages in writable (for a window about to be written); default false. */
+  write?: boolean;
+}
+
+/** A typed array class that `readArray` can fill. */
+export type ElementArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+/** The constructor of an {@linkcode ElementArray}, such as `Float64Array`. */
+export interface ElementArrayConstructor<T extends ElementArray> {
+  new (length: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+}
+
+const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
+const ADVICE: Record<Advice, number> = {
+  normal: 0,
+  sequential: 1,
+  random: 2,
+  willneed: 3,
+  dontneed: 4,
+};
+const OFFSET_MAX = 2n ** 63n - 1n;
+const OPEN_FLAG_LENGTH_GIVEN = 1;
+
+// One detail record per isolate, written by the library only when a call fails. Reused so the
+// copy path allocates nothing.
+const detail = new Uint8Array(32);
+const detailView = new DataView(detail.buffer);
+const sizeOut = new Uint8Array(8);
+const sizeView = new DataView(sizeOut.buffer);
+const encoder = new TextEncoder();
+
+// A map the program forgot to close is unmapped when it is collected, unless it handed out a
+// zero-copy view: that view may still be reachable, and unmapping under it would crash.
+const leaked = new FinalizationRegistry<number>((handle) => {
+  native().gm_close(handle);
+});
+
+/**
+ * A window `[offset, offset + length)` of a file, mapped into this process. Only the window is
+ * mapped (from `offset` rounded down to the page size), offsets past 4 GiB work, and every copy
+ * in or out goes through a guard that turns I/O faults into {@linkcode MappedIOError}.
+ *
+ * Use it with `using` (or call `close()`); an unclosed map is unmapped when collected.
+ *
+ * @example Map a window at 6 GiB of a sparse file, write and read it back
+ * ```ts
+ * import { MappedFile } from "../mod.ts";
+ * const path = await Deno.makeTempFile();
+ * using map = MappedFile.open(path, { mode: "w+", offset: 6 * 2 ** 30, length: 4096 });
+ * map.write(new TextEncoder().encode("hello"), 0);
+ * const text = new Uint8Array(5);
+ * map.read(text, 0);
+ * console.log(new TextDecoder().decode(text)); // "hello"
+ * await Deno.remove(path);
+ * ```
+ */
+export class MappedFile implements Disposable {
+  /** The path of the file, as a string. */
+  readonly path: string;
+  /** The mode the file was mapped with. */
+  readonly mode: MapMode;
+  /** File offset of the window's first byte. */
+  readonly offset: number;
+  /** Length of the window in bytes. */
+  readonly byteLength: number;
+  #handle: number;
+  #closed = false;
+  #view: ArrayBuffer | undefined;
+
+  private constructor(path: string, mode: MapMode, handle: number, offset: number, length: number) {
+    this.path = path;
+    this.mode = mode;
+    this.#handle = handle;
+    this.offset = offset;
+    this.byteLength = length;
+    leaked.register(this, handle, this);
+  }
+
+  /**
+   * Opens `path` and maps a window of it.
+   *
+   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied`
+   * or `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
+   * `RangeError` for a bad offset or length, or a window past the end of the file;
+   * {@linkcode GuardmapError} for the rest (for example `code: "ENOSPC"` in mode `"w+"`).
+   * On failure nothing stays open or mapped.
+   *
+   * @example Map the second mebibyte of a file read-only
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(2 ** 21));
+   * using map = MappedFile.open(path, { offset: 2 ** 20, length: 2 ** 20 });
+   * console.log(map.offset, map.byteLength); // 1048576 1048576
+   * ```
+   */
+  static open(path: string | URL, options: OpenOptions = {}): MappedFile {
+    const filePath = pathString(path);
+    const mode = options.mode ?? "r";
+    if (!Object.hasOwn(MODES, mode)) {
+      throw new TypeError(`mode must be "r", "r+", "w+" or "c", got ${JSON.stringify(mode)}`);
+    }
+    const offset = byteCount(options.offset ?? 0, "offset");
+    const length = options.length === undefined ? undefined : byteCount(options.length, "length");
+    if (length === 0n) throw new RangeError("length must be at least 1 byte");
+    if (mode === "w+" && length === undefined) {
+      throw new TypeError('mode "w+" creates the file and needs a length');
+    }
+    if (length !== undefined && offset + length > OFFSET_MAX) {
+      throw new RangeError(`offset + length (${offset + length}) exceeds the largest file offset`);
+    }
+    checkPermissions(filePath, mode);
+
+    const lib = native();
+    const pathBytes = encoder.encode(filePath);
+    const out = new Uint8Array(32);
+    const status = lib.gm_open(
+      pathBytes,
+      BigInt(pathBytes.byteLength),
+      MODES[mode],
+      offset,
+      length ?? 0n,
+      length === undefined ? 0 : OPEN_FLAG_LENGTH_GIVEN,
+      out,
+    );
+    const view = new DataView(out.buffer);
+    if (status !== Status.ok) {
+      throw openError(status, view.getInt32(24, true), filePath, mode, offset, length);
+    }
+    const handle = view.getUint32(0, true);
+    const windowLength = view.getBigUint64(8, true);
+    if (offset + windowLength > BigInt(Number.MAX_SAFE_INTEGER)) {
+      lib.gm_close(handle);
+      throw new RangeError(
+        `the window ends at byte ${offset + windowLength}, past 2^53; map a smaller window`,
+      );
+    }
+    return new MappedFile(filePath, mode, handle, Number(offset), Number(windowLength));
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Copies `target.byteLength` bytes of the window, starting at `position`, into `target`.
+   * Returns the number of bytes copied. A range outside the window is a `RangeError` and copies
+   * nothing; an I/O fault throws {@linkcode MappedIOError} after copying the bytes before it.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array([1, 2, 3, 4]));
+   * using map = MappedFile.open(path);
+   * const target = new Uint8Array(2);
+   * console.log(map.read(target, 2), target); // 2 Uint8Array(2) [ 3, 4 ]
+   * ```
+   */
+  read(target: ArrayBufferView, position: number = 0): number {
+    const bytes = target instanceof Uint8Array
+      ? target
+      : new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+    if (this.#closed) throw new MapClosedError("read", this.path);
+    const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
+    if (status !== Status.ok) throw this.#copyError(status, "read", position, bytes.byteLength);
+    return bytes.byteLength;
+  }
+
+  /**
+   * Copies all of `source` into the window at `position`. Returns the number of bytes written.
+   * Throws for mode `"r"`. The data reaches the file's page cache at once and the device on
+   * `flush()` (or whenever the kernel writes it back).
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(4));
+   * using map = MappedFile.open(path, { mode: "r+" });
+   * map.write(new Uint8Array([9, 9]), 1);
+   * map.flush();
+   * console.log(await Deno.readFile(path)); // Uint8Array(4) [ 0, 9, 9, 0 ]
+   * ```
+   */
+  write(source: ArrayBufferView, position: number = 0): number {
+    const bytes = source instanceof Uint8Array
+      ? source
+      : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    if (this.#closed) throw new MapClosedError("write", this.path);
+    const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);
+    if (status !== Status.ok) throw this.#copyError(status, "write", position, bytes.byteLength);
+    return bytes.byteLength;
+  }
+
+  /**
+   * Reads `count` elements of `type` starting at element `index` of the window (byte position
+   * `index * type.BYTES_PER_ELEMENT`) into a new typed array. Elements are in the platform's
+   * byte order, little-endian on x86_64 and aarch64; for another byte order, `read` into a
+   * buffer and use a `DataView`.
+   *
+   * @example Read three float64 values starting at element 1
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(new Float64Array([0, 1.5, 2.5, 3.5]).buffer));
+   * using map = MappedFile.open(path);
+   * console.log(map.readArray(Float64Array, 1, 3)); // Float64Array(3) [ 1.5, 2.5, 3.5 ]
+   * ```
+   */
+  readArray<T extends ElementArray>(
+    type: ElementArrayConstructor<T>,
+    index: number,
+    count: number,
+  ): T {
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new RangeError(`count must be a non-negative integer, got ${count}`);
+    }
+    const array = new type(count);
+    this.read(array, elementPosition(index, type.BYTES_PER_ELEMENT));
+    return array;
+  }
+
+  /**
+   * Writes the elements of `values` into the window starting at element `index` (byte position
+   * `index * values.BYTES_PER_ELEMENT`), in the platform's byte order.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * using map = MappedFile.open(path, { mode: "w+", length: 32 });
+   * map.writeArray(new Float64Array([2.5, 3.5]), 2);
+   * console.log(map.readArray(Float64Array, 0, 4)); // Float64Array(4) [ 0, 0, 2.5, 3.5 ]
+   * ```
+   */
+  writeArray(values: ElementArray, index: number): number {
+    return this.write(values, elementPosition(index, values.BYTES_PER_ELEMENT));
+  }
+
+  /**
+   * Writes the window's dirty pages to the file and waits for the device (`msync(MS_SYNC)`;
+   * `FlushViewOfFile` + `FlushFileBuffers` on Windows). Throws {@linkcode MappedIOError} when
+   * write-back fails, so data that did not reach the file is never reported as saved. A no-op
+   * in mode `"c"`, whose writes never reach the file.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * using map = MappedFile.open(path, { mode: "w+", length: 4096 });
+   * map.write(new Uint8Array([1]), 0);
+   * map.flush();
+   * ```
+   */
+  flush(range: WindowRange = {}): void {
+    const [position, length] = this.#range("flush", range);
+    const status = native().gm_flush(this.#handle, position, length, detail);
+    if (status !== Status.ok) throw this.#rangeCallError(status, "flush", position, length);
+  }
+
+  /**
+   * Tells the kernel how the window (or a range of it) will be used. `"dontneed"` is refused in
+   * mode `"c"`, where dropping pages would discard the private changes.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(8192));
+   * using map = MappedFile.open(path);
+   * map.advise("sequential");
+   * ```
+   */
+  advise(advice: Advice, range: WindowRange = {}): void {
+    if (!Object.hasOwn(ADVICE, advice)) {
+      throw new TypeError(`advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${advice}`);
+    }
+    const [position, length] = this.#range("advise", range);
+    const status = native().gm_advise(this.#handle, position, length, ADVICE[advice], detail);
+    if (status !== Status.ok) {
+      throw this.#rangeCallError(status, "advise", position, length);
+    }
+  }
+
+  /**
+   * Faults the pages of the window (or a range of it) in now, so later accesses do not wait for
+   * the disk. A page that cannot be read throws {@linkcode MappedIOError} whose `position` is
+   * the first failing offset; no signal is raised. A probe, not a promise: pages can be evicted
+   * or the file truncated afterwards, which the guarded copies still catch.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(8192));
+   * using map = MappedFile.open(path);
+   * map.prefault();
+   * ```
+   */
+  prefault(options: PrefaultOptions = {}): void {
+    const [position, length] = this.#range("prefault", options);
+    const write = options.write ? 1 : 0;
+    const status = native().gm_prefault(this.#handle, position, length, write, detail);
+    if (status !== Status.ok) throw this.#copyError(status, "prefault", position, length);
+  }
+
+  /**
+   * The file's size now, which may differ from when it was mapped (it may have been truncated
+   * or grown by someone else).
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(100));
+   * using map = MappedFile.open(path);
+   * await Deno.truncate(path, 10);
+   * console.log(map.fileSize()); // 10
+   * ```
+   */
+  fileSize(): number {
+    if (this.#closed) throw new MapClosedError("fileSize", this.path);
+    const status = native().gm_file_size(this.#handle, sizeOut);
+    if (status !== Status.ok) throw this.#rangeCallError(status, "check", 0, 0);
+    return Number(sizeView.getBigUint64(0, true));
+  }
+
+  /**
+   * A zero-copy `Uint8Array` over the window. Fast, and **unguarded**: an I/O fault while
+   * JavaScript touches it (a truncated file, a failing disk) kills the process with SIGBUS,
+   * exactly as with any other memory map. Use `read`/`write` where the storage can fail, or a
+   * `MapPool` worker to keep faults out of this process. The view is detached (length 0) when
+   * the map is closed, so it never reaches unmapped memory.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array([5, 6, 7]));
+   * const map = MappedFile.open(path);
+   * const view = map.unsafeView();
+   * console.log(view[1]); // 6
+   * map.close();
+   * console.log(view.length); // 0
+   * ```
+   */
+  unsafeView(): Uint8Array {
+    if (this.#closed) throw new MapClosedError("unsafeView", this.path);
+    if (this.#view === undefined) {
+      const pointer = native().gm_address(this.#handle);
+      if (pointer === null) throw new MapClosedError("unsafeView", this.path);
+      this.#view = Deno.UnsafePointerView.getArrayBuffer(pointer, this.byteLength);
+      // From now on the view may outlive this object: never unmap behind its back.
+      leaked.unregister(this);
+    }
+    return new Uint8Array(this.#view);
+  }
+
+  /**
+   * Detaches any zero-copy view, unmaps the window and closes the file. Calling it again does
+   * nothing. Does not flush: call `flush()` first to be sure data reached the device.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(1));
+   * const map = MappedFile.open(path);
+   * map.close();
+   * map.close();
+   * console.log(map.closed); // true
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    // Detach first: every typed array over the view now has length 0, so no JavaScript can
+    // touch the pages after they are unmapped.
+    this.#view?.transfer(0);
+    this.#view = undefined;
+    const status = native().gm_close(this.#handle);
+    if (status === Status.busy) {
+      throw new GuardmapError(
+        `cannot close the map of "${this.path}": another thread is copying through it; retry`,
+        { code: "EBUSY", status, path: this.path },
+      );
+    }
+    this.#closed = true;
+    leaked.unregister(this);
+  }
+
+  /** Same as `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #range(operation: string, range: WindowRange): [number, number] {
+    if (this.#closed) throw new MapClosedError(operation, this.path);
+    const position = range.position ?? 0;
+    const length = range.length ?? this.byteLength - position;
+    return [position, length];
+  }
+
+  #copyError(status: number, operation: MappedOperation, position: number, length: number): Error {
+    if (status === Status.io || status === Status.bad_address || status === Status.no_space) {
+      return this.#faultError(status, operation, position, length);
+    }
+    return this.#rangeCallError(status, operation, position, length);
+  }
+
+  #faultError(status: number, operation: MappedOperation, position: number, length: number) {
+    const bytesTransferred = Number(detailView.getBigUint64(0, true));
+    const faultOffset = Number(detailView.getBigUint64(8, true));
+    const signalNumber = detailView.getInt32(20, true);
+    // prefault reports the failing page itself; a copy reports how far it got.
+    const failedAt = operation === "prefault" ? faultOffset : position + bytesTransferred;
+    const fileOffset = this.offset + failedAt;
+    let fileSize: number | undefined;
+    if (native().gm_file_size(this.#handle, sizeOut) === Status.ok) {
+      fileSize = Number(sizeView.getBigUint64(0, true));
+    }
+    const reason = fileSize !== undefined && fileSize <= fileOffset ? "truncated" : "io";
+    const signal = signalName(signalNumber);
+    const cause = reason === "truncated"
+      ? `the file was truncated to ${fileSize} bytes while mapped`
+      : status === Status.no_space
+      ? "the device is full"
+      : "the device or file system reported an I/O error";
+    const moved = operation === "read" || operation === "write"
+      ? `; ${bytesTransferred} of ${length} bytes were ${operation === "read" ? "read" : "written"}`
+      : "";
+    const advice = reason === "truncated"
+      ? "Map the file again over its current size."
+      : "Check the device; the same call succeeds again once the storage recovers.";
+    return new MappedIOError(
+      `${operation} failed at file offset ${fileOffset} (window position ${failedAt}) of ` +
+        `"${this.path}": ${cause}${signal ? ` (${signal})` : ""}${moved}. ${advice}`,
+      {
+        code: errorCodeOf(status),
+        status,
+        path: this.path,
+        osError: detailView.getInt32(16, true),
+        operation,
+        position: failedAt,
+        fileOffset,
+        bytesTransferred,
+        reason,
+        fileSize,
+        signal,
+      },
+    );
+  }
+
+  #rangeCallError(status: number, operation: string, position: number, length: number): Error {
+    switch (status) {
+      case Status.invalid_argument:
+        return new RangeError(
+          `${operation}: position and length must be non-negative integers, got ` +
+            `position ${position} and length ${length}`,
+        );
+      case Status.out_of_range:
+        return new RangeError(
+          `${operation}: [${position}, ${position + length}) is outside the window ` +
+            `[0, ${this.byteLength}) of "${this.path}"`,
+        );
+      case Status.bad_handle:
+        return new MapClosedError(operation, this.path);
+      case Status.read_only:
+        return new GuardmapError(
+          `cannot ${operation} "${this.path}": it is mapped read-only (mode "${this.mode}"); ` +
+            `open it with mode "r+" (or "c" for private changes)`,
+          { code: errorCodeOf(status), status, path: this.path },
+        );
+      case Status.not_supported:
+        return new GuardmapError(
+          `cannot ${operation} "${this.path}" in mode "${this.mode}": not supported there`,
+          { code: errorCodeOf(status), status, path: this.path },
+        );
+      case Status.io:
+      case Status.no_space:
+        return this.#faultError(status, operation as MappedOperation, position, length);
+      default:
+        return new GuardmapError(
+          `${operation} on "${this.path}" failed: ${errorCodeOf(status)} (status ${status}, ` +
+            `os error ${detailView.getInt32(16, true)})`,
+          { code: errorCodeOf(status), status, path: this.path },
+        );
+    }
+  }
+}
+
+function pathString(path: string | URL): string {
+  if (path instanceof URL) return fileURLToPath(path);
+  if (typeof path !== "string" || path.length === 0) {
+    throw new TypeError(`path must be a non-empty string or a file: URL, got ${String(path)}`);
+  }
+  return path;
+}
+
+function byteCount(value: number | bigint, name: string): bigint {
+  if (typeof value === "bigint") {
+    if (value < 0n || value > OFFSET_MAX) {
+      throw new RangeError(`${name} must be between 0 and 2^63 - 1 bytes, got ${value}`);
+    }
+    return value;
+  }
+  if (typeof value !== "number") {
+    throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
+  }
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(
+      `${name} must be a non-negative integer number of bytes (a bigint above 2^53), got ${value}`,
+    );
+  }
+  return BigInt(value);
+}
+
+function elementPosition(index: number, bytesPerElement: number): number {
+  if (!Number.isSafeInteger(index) || index < 0) {
+    throw new RangeError(`index must be a non-negative integer, got ${index}`);
+  }
+  return index * bytesPerElement;
+}
+
+function checkPermissions(path: string, mode: MapMode): void {
+  const needed: ("read" | "write")[] = mode === "r+" || mode === "w+"
+    ? ["read", "write"]
+    : ["read"];
+  for (const name of needed) {
+    let state = Deno.permissions.querySync({ name, path }).state;
+    if (state === "prompt") state = Deno.permissions.requestSync({ name, path }).state;
+    if (state !== "granted") {
+      throw new Deno.errors.NotCapable(
+        `guardmap: mapping "${path}" in mode "${mode}" needs ${name} access; ` +
+          `run with --allow-${name}=${path}`,
+      );
+    }
+  }
+}
+
+function signalName(signal: number): string | undefined {
+  if (signal === 0) return undefined;
+  if (Deno.build.os === "windows") {
+    return signal === -1073741818 ? "EXCEPTION_IN_PAGE_ERROR" : "EXCEPTION_ACCESS_VIOLATION";
+  }
+  return signal === 7 ? "SIGBUS" : signal === 11 ? "SIGSEGV" : `signal ${signal}`;
+}
+
+function openError(
+  status: number,
+  osError: number,
+  path: string,
+  mode: MapMode,
+  offset: bigint,
+  length: bigint | undefined,
+): Error {
+  const where = `"${path}" (mode "${mode}", offset ${offset}` +
+    `${length === undefined ? "" : `, length ${length}`})`;
+  const withCode = <E extends Error>(error: E): E =>
+    Object.assign(error, { code: errorCodeOf(status) });
+  switch (status) {
+    case Status.not_found:
+      return withCode(new Deno.errors.NotFound(`guardmap: cannot map ${where}: no such file`));
+    case Status.permission_denied:
+      return withCode(
+        new Deno.errors.PermissionDenied(
+          `guardmap: cannot map ${where}: the OS denied access (errno ${osError})`,
+        ),
+      );
+    case Status.is_directory:
+      return withCode(
+        new Deno.errors.IsADirectory(`guardmap: cannot map ${where}: it is a directory`),
+      );
+    case Status.empty_window:
+      return new RangeError(
+        `guardmap: cannot map ${where}: the window would be empty (the file ends at the offset)`,
+      );
+    case Status.window_past_end:
+      return new RangeError(
+        `guardmap: cannot map ${where}: the window reaches past the end of the file; ` +
+          `use a smaller length, or mode "w+" to create the file at that size`,
+      );
+    case Status.invalid_argument:
+    case Status.overflow:
+      return new RangeError(`guardmap: cannot map ${where}: invalid offset or length`);
+    default:
+      return new GuardmapError(
+        `guardmap: cannot map ${where}: ${errorCodeOf(status)} (status ${status}, ` +
+          `os error ${osError})`,
+        { code: errorCodeOf(status), status, path, osError },
+      );
+  }
+}

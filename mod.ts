@@ -1,0 +1,46 @@
+/**
+ * guardmap: memory-mapped files for Deno that never let an I/O error crash or silently corrupt
+ * the program.
+ *
+ * - {@linkcode MappedFile} maps any window of a file of any size (64-bit offsets, only the
+ *   window is mapped) and copies in and out through guarded routines: a truncated file or a
+ *   failing disk becomes a {@linkcode MappedIOError}, not a SIGBUS.
+ *
+ * Needs `--allow-ffi`, plus `--allow-read` (and `--allow-write` for modes `"r+"` and `"w+"`) for
+ * the files it maps.
+ *
+ * @example Survive a file truncated under the map
+ * ```ts
+ * import { MappedFile, MappedIOError } from "./mod.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array(65536));
+ * using map = MappedFile.open(path);
+ * await Deno.truncate(path, 4096);
+ * try {
+ *   map.read(new Uint8Array(65536), 0);
+ * } catch (error) {
+ *   if (error instanceof MappedIOError) console.log(error.message);
+ * }
+ * ```
+ *
+ * @module
+ */
+export {
+  type Advice,
+  type ElementArray,
+  type ElementArrayConstructor,
+  type MapMode,
+  MappedFile,
+  type OpenOptions,
+  type PrefaultOptions,
+  type WindowRange,
+} from "./ffi/mapped_file.ts";
+export {
+  GuardmapError,
+  type GuardmapErrorOptions,
+  MapClosedError,
+  MappedIOError,
+  type MappedIOErrorOptions,
+  type MappedOperation,
+} from "./ffi/errors.ts";
+export { Status, type StatusName } from "./ffi/status.ts";
