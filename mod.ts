@@ -44,3 +44,4 @@ export {
   type MappedOperation,
 } from "./ffi/errors.ts";
 export { Status, type StatusName } from "./ffi/status.ts";
+export { type FaultGuardState, rearmFaultGuard } from "./ffi/fault_guard.ts";

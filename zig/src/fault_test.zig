@@ -158,22 +158,33 @@ fn install_over(previous: ?Handler) void {
     if (status_of(gm_init()) != .ok) std.posix.exit(14);
 }
 
-fn touch_past_truncated_end(scratch: *const Scratch) void {
+/// Maps, truncates, and makes a guarded read across the end (exit 12 if it is not reported as
+/// an I/O error). Then, with `unguarded`, touches a lost page directly; without, exits 0.
+fn touch_past_truncated_end(scratch: *const Scratch, comptime unguarded: bool) void {
+    touch_after(scratch, unguarded, null);
+}
+
+/// The same, calling `after_open` between opening the map and the guarded read.
+fn touch_after(scratch: *const Scratch, comptime unguarded: bool, comptime after_open: ?fn () void) void {
+    // An earlier child may have truncated the shared scratch file.
+    scratch.file.setEndPos(file_length_bytes) catch std.posix.exit(9);
     var result = OpenResult.zero;
     if (root_open(scratch.path, .read, &result) != .ok) std.posix.exit(10);
+    if (after_open) |hook| hook();
     scratch.file.setEndPos(truncated_length_bytes) catch std.posix.exit(11);
     const base: [*]volatile u8 = @ptrCast(gm_address(result.handle).?);
     // A guarded read first, to show the guard is live in this process ...
     var target = [_]u8{0} ** 8192;
     var detail = Detail.zero;
     if (status_of(gm_read(result.handle, 8192, &target, 8192, &detail)) != .io) std.posix.exit(12);
+    if (!unguarded) std.posix.exit(0);
     // ... then an unguarded one, which is not ours to catch.
     _ = base[truncated_length_bytes + 1];
 }
 
 fn unguarded_over_default(scratch: *const Scratch) void {
     install_over(null);
-    touch_past_truncated_end(scratch);
+    touch_past_truncated_end(scratch, true);
 }
 
 test "a fault outside the guarded copy is not swallowed: the process dies of SIGBUS" {
@@ -192,7 +203,7 @@ fn exit_42(signal: c_int, info: *const guard_linux.SigInfo, context: ?*anyopaque
 
 fn unguarded_over_handler(scratch: *const Scratch) void {
     install_over(&exit_42);
-    touch_past_truncated_end(scratch);
+    touch_past_truncated_end(scratch, true);
 }
 
 test "a fault that is not ours reaches the handler installed before the library" {
@@ -211,24 +222,72 @@ fn later_handler(signal: c_int, info: *const guard_linux.SigInfo, context: ?*any
     replaced(signal, info, context);
 }
 
-fn guarded_under_later_handler(scratch: *const Scratch) void {
-    install_over(null);
+/// In a child, after the map is open: install `handler` over ours (remembering ours for
+/// `later_handler`), then optionally re-arm.
+fn stack_handler(handler: Handler, rearm: bool) void {
     var ours = std.mem.zeroes(guard_linux.Sigaction);
     if (guard_linux.sigaction(guard_linux.sigbus, null, &ours) != 0) std.posix.exit(15);
     replaced_handler = ours.handler;
     var action = std.mem.zeroes(guard_linux.Sigaction);
-    action.handler = @intFromPtr(&later_handler);
+    action.handler = @intFromPtr(handler);
     action.flags = 0x4;
     if (guard_linux.sigaction(guard_linux.sigbus, &action, null) != 0) std.posix.exit(16);
-    touch_past_truncated_end(scratch);
+    // gm_open re-arms too; gm_init is the explicit path.
+    if (rearm and status_of(gm_init()) != .ok) std.posix.exit(17);
 }
 
-test "a handler installed after ours that chains to it keeps the guard working" {
-    var scratch = try Scratch.create("later");
-    defer scratch.remove();
-    const status = try in_child(guarded_under_later_handler, &scratch);
-    // Exit 12 would mean the guarded read failed; dying of SIGBUS means it succeeded and the
-    // unguarded touch after it still reached the default action.
+/// Behaves like Deno's handler after `removeSignalListener`: forwards nothing, restores the
+/// default action and returns, so the fault repeats and kills the process.
+fn non_forwarding_handler(signal: c_int, info: *const guard_linux.SigInfo, context: ?*anyopaque) callconv(.c) void {
+    _ = info;
+    _ = context;
+    var default_action = std.mem.zeroes(guard_linux.Sigaction);
+    _ = guard_linux.sigaction(signal, &default_action, null);
+}
+
+fn Child(comptime handler: Handler, comptime rearm: bool, comptime unguarded: bool) type {
+    return struct {
+        fn run(scratch: *const Scratch) void {
+            install_over(null);
+            touch_after(scratch, unguarded, stack);
+        }
+        fn stack() void {
+            stack_handler(handler, rearm);
+        }
+    };
+}
+
+fn expect_exit_0(status: u32) !void {
+    try testing.expect(std.posix.W.IFEXITED(status));
+    try testing.expectEqual(@as(u8, 0), std.posix.W.EXITSTATUS(status));
+}
+
+fn expect_sigbus(status: u32) !void {
     try testing.expect(std.posix.W.IFSIGNALED(status));
     try testing.expectEqual(@as(u32, @intCast(guard_linux.sigbus)), std.posix.W.TERMSIG(status));
+}
+
+test "a handler installed after ours that forwards to it keeps the guard working" {
+    var scratch = try Scratch.create("later");
+    defer scratch.remove();
+    try expect_exit_0(try in_child(Child(&later_handler, false, false).run, &scratch));
+    // An unguarded fault still travels the chain to the default action.
+    try expect_sigbus(try in_child(Child(&later_handler, false, true).run, &scratch));
+}
+
+test "a handler over ours that stopped forwarding breaks the guard until it is re-armed" {
+    var scratch = try Scratch.create("rearm");
+    defer scratch.remove();
+    // Without re-arming, the guarded read dies: this is the hazard re-arming exists for.
+    try expect_sigbus(try in_child(Child(&non_forwarding_handler, false, false).run, &scratch));
+    try expect_exit_0(try in_child(Child(&non_forwarding_handler, true, false).run, &scratch));
+    try expect_sigbus(try in_child(Child(&non_forwarding_handler, true, true).run, &scratch));
+}
+
+test "re-arming over a handler that forwards back to ours does not loop" {
+    var scratch = try Scratch.create("loop");
+    defer scratch.remove();
+    try expect_exit_0(try in_child(Child(&later_handler, true, false).run, &scratch));
+    // A loop would overflow the stack (SIGSEGV) or hang; the fault must end as SIGBUS.
+    try expect_sigbus(try in_child(Child(&later_handler, true, true).run, &scratch));
 }

@@ -109,12 +109,47 @@ const Context = switch (builtin.cpu.arch) {
 };
 
 pub extern "c" fn sigaction(signal: c_int, action: ?*const Sigaction, previous: ?*Sigaction) c_int;
+extern "c" fn dladdr(address: *const anyopaque, info: *DlInfo) c_int;
+extern "c" fn dlopen(path: ?[*:0]const u8, flags: c_int) ?*anyopaque;
 
-/// The handlers that were installed before ours, indexed by `slot_of`. Written once under
-/// `install_mutex` before our handler is installed; only read afterwards (also by the handler).
+const DlInfo = extern struct {
+    file_name: ?[*:0]const u8,
+    file_base: ?*anyopaque,
+    symbol_name: ?[*:0]const u8,
+    symbol_address: ?*anyopaque,
+};
+const rtld_now: c_int = 0x2;
+const rtld_noload: c_int = 0x4;
+const rtld_nodelete: c_int = 0x1000;
+
+/// Keeps this library loaded until the process ends. Once its handler is installed, unloading
+/// it would leave the process's SIGBUS/SIGSEGV disposition pointing at unmapped code, and
+/// Deno unloads a library when the last isolate that opened it goes away (each `deno test`
+/// module is one). Asking the loader again with RTLD_NODELETE pins the already-loaded copy.
+fn pin_library() error{HandlerNotInstalled}!void {
+    // An executable (the unit tests) is never unloaded.
+    if (builtin.output_mode != .Lib) return;
+    var info: DlInfo = undefined;
+    if (dladdr(@ptrCast(&on_fault), &info) == 0) return error.HandlerNotInstalled;
+    const name = info.file_name orelse return error.HandlerNotInstalled;
+    if (dlopen(name, rtld_now | rtld_noload | rtld_nodelete) == null) {
+        return error.HandlerNotInstalled;
+    }
+}
+
+/// The handlers that were installed before ours when the library first installed, indexed by
+/// `slot_of`. Written once under `install_mutex` before our handler goes in; read-only after.
+var original_actions: [2]Sigaction = undefined;
+/// The handlers ours displaced most recently: the original ones, or a handler someone installed
+/// over ours that ours was put back on top of. Written under `install_mutex` before ours goes on
+/// top again.
 var previous_actions: [2]Sigaction = undefined;
 var installed = std.atomic.Value(bool).init(false);
 var install_mutex: std.Thread.Mutex = .{};
+/// Non-zero while ours is calling a previous handler. A handler installed over an older copy of
+/// ours may call that copy back; such a nested call goes to the original handler, never round
+/// the loop again.
+var chaining_depth = std.atomic.Value(u32).init(0);
 
 fn slot_of(signal: c_int) usize {
     return if (signal == sigbus) 0 else 1;
@@ -134,23 +169,25 @@ fn on_fault(signal: c_int, info: *const SigInfo, context_opaque: ?*anyopaque) ca
             return;
         }
     }
-    chain(signal, info, context_opaque);
+    const nested = chaining_depth.fetchAdd(1, .acq_rel) > 0;
+    defer _ = chaining_depth.fetchSub(1, .acq_rel);
+    const actions = if (nested) &original_actions else &previous_actions;
+    chain(&actions[slot_of(signal)], signal, info, context_opaque);
 }
 
-/// Hands a fault that is not ours to whoever had the signal before us.
-fn chain(signal: c_int, info: *const SigInfo, context: ?*anyopaque) void {
-    const previous = &previous_actions[slot_of(signal)];
-    if (previous.flags & sa_siginfo != 0 and previous.handler != sig_dfl and previous.handler != sig_ign) {
-        const handler: *const fn (c_int, *const SigInfo, ?*anyopaque) callconv(.c) void = @ptrFromInt(previous.handler);
-        handler(signal, info, context);
-        return;
-    }
+/// Hands a fault that is not ours to `previous`, exactly as if ours were not there.
+fn chain(previous: *const Sigaction, signal: c_int, info: *const SigInfo, context: ?*anyopaque) void {
     if (previous.handler == sig_dfl or previous.handler == sig_ign) {
         // Restore the default and return: the instruction faults again and the kernel delivers
         // the signal with its default action (a synchronous fault cannot be ignored).
         var default_action = std.mem.zeroes(Sigaction);
         default_action.handler = sig_dfl;
         _ = sigaction(signal, &default_action, null);
+        return;
+    }
+    if (previous.flags & sa_siginfo != 0) {
+        const handler: *const fn (c_int, *const SigInfo, ?*anyopaque) callconv(.c) void = @ptrFromInt(previous.handler);
+        handler(signal, info, context);
         return;
     }
     const handler: *const fn (c_int) callconv(.c) void = @ptrFromInt(previous.handler);
@@ -164,20 +201,25 @@ fn our_action() Sigaction {
     return action;
 }
 
-/// Installs the handler for SIGBUS and SIGSEGV once per process; later calls check that it is
-/// still reachable and reinstall it if someone reset the signal to its default.
+/// Installs the handler for SIGBUS and SIGSEGV once per process. Later calls put it back on
+/// top if another handler replaced it: Deno's signal listeners install one that forwards to ours,
+/// but after `Deno.removeSignalListener` (Deno 2.9) it stops forwarding and the next guarded fault
+/// would kill the process. Ours then chains to that handler for faults that are not ours.
 pub fn install() error{HandlerNotInstalled}!void {
     install_mutex.lock();
     defer install_mutex.unlock();
     const action = our_action();
     if (!installed.load(.acquire)) {
+        try pin_library();
         for ([_]c_int{ sigbus, sigsegv }) |signal| {
-            if (sigaction(signal, &action, &previous_actions[slot_of(signal)]) != 0) {
+            const slot = slot_of(signal);
+            if (sigaction(signal, &action, &original_actions[slot]) != 0) {
                 return error.HandlerNotInstalled;
             }
-            // A second copy of this library in the process would find itself here; it must not
-            // chain to itself.
-            assert(previous_actions[slot_of(signal)].handler != action.handler);
+            // A second copy of this library in the process has its own handler; this one must
+            // never chain to itself.
+            assert(original_actions[slot].handler != action.handler);
+            previous_actions[slot] = original_actions[slot];
         }
         installed.store(true, .release);
         return;
@@ -185,12 +227,12 @@ pub fn install() error{HandlerNotInstalled}!void {
     for ([_]c_int{ sigbus, sigsegv }) |signal| {
         var current: Sigaction = undefined;
         if (sigaction(signal, null, &current) != 0) return error.HandlerNotInstalled;
-        if (current.handler == sig_dfl or current.handler == sig_ign) {
-            // Someone reset the signal. Put ours back; the saved previous handler stays as it was.
-            if (sigaction(signal, &action, null) != 0) return error.HandlerNotInstalled;
+        if (current.handler == action.handler) continue;
+        // A reset to the default keeps the handler ours displaced before as the one to chain to.
+        if (current.handler != sig_dfl and current.handler != sig_ign) {
+            previous_actions[slot_of(signal)] = current;
         }
-        // Any other handler was installed after ours. Deno's signal listeners (signal-hook) call
-        // the handler they replaced, so faults still reach us through it: leave it in place.
+        if (sigaction(signal, &action, null) != 0) return error.HandlerNotInstalled;
     }
 }
 

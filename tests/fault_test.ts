@@ -1,0 +1,145 @@
+// Problem 1: I/O faults on mapped memory. Every test makes the kernel raise a real SIGBUS by
+// truncating a mapped file; nothing is mocked.
+import assert from "node:assert/strict";
+import { MappedFile, MappedIOError, rearmFaultGuard } from "../mod.ts";
+import { pattern, runScript, scratch, writePattern } from "./util.ts";
+
+const FILE_BYTES = 65_536;
+const KEPT_BYTES = 12_288;
+
+function isFault(expected: Partial<MappedIOError>) {
+  return (error: unknown): boolean => {
+    assert.ok(error instanceof MappedIOError, `expected MappedIOError, got ${error}`);
+    for (const [key, value] of Object.entries(expected)) {
+      assert.equal(error[key as keyof MappedIOError], value, `${key}`);
+    }
+    return true;
+  };
+}
+
+Deno.test("read across a truncated end: MappedIOError, bytes before it delivered, process alive", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const bytes = writePattern(path, FILE_BYTES);
+  using map = MappedFile.open(path);
+  Deno.truncateSync(path, KEPT_BYTES);
+
+  const target = new Uint8Array(FILE_BYTES);
+  assert.throws(
+    () => map.read(target, 0),
+    isFault({
+      code: "EIO",
+      operation: "read",
+      position: KEPT_BYTES,
+      fileOffset: KEPT_BYTES,
+      bytesTransferred: KEPT_BYTES,
+      reason: "truncated",
+      fileSize: KEPT_BYTES,
+      signal: "SIGBUS",
+    }),
+  );
+  assert.deepEqual(target.subarray(0, KEPT_BYTES), bytes.subarray(0, KEPT_BYTES));
+  assert.equal(target.subarray(KEPT_BYTES).every((byte) => byte === 0), true);
+
+  // Still working: the healthy part reads again, another map opens and reads.
+  const healthy = new Uint8Array(4_096);
+  map.read(healthy, 8_192);
+  assert.deepEqual(healthy, bytes.subarray(8_192, 12_288));
+  const other = tmp.path("other.bin");
+  writePattern(other, 100);
+  using second = MappedFile.open(other);
+  const small = new Uint8Array(100);
+  second.read(small, 0);
+  assert.deepEqual(small, pattern(0, 100));
+});
+
+Deno.test("read that starts inside the lost part transfers nothing and says where", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, FILE_BYTES);
+  using map = MappedFile.open(path, { offset: 1_000, length: 60_000 });
+  Deno.truncateSync(path, KEPT_BYTES);
+  // Window position 20_000 is file offset 21_000, past the new end.
+  assert.throws(
+    () => map.read(new Uint8Array(10), 20_000),
+    isFault({ position: 20_000, fileOffset: 21_000, bytesTransferred: 0, reason: "truncated" }),
+  );
+  // A read ending exactly at the new end still succeeds.
+  map.read(new Uint8Array(100), KEPT_BYTES - 1_000 - 100);
+});
+
+Deno.test("write across a truncated end: MappedIOError, the bytes before it written", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, FILE_BYTES);
+  using map = MappedFile.open(path, { mode: "r+" });
+  Deno.truncateSync(path, KEPT_BYTES);
+  const source = new Uint8Array(8_192).fill(0xab);
+  assert.throws(
+    () => map.write(source, KEPT_BYTES - 100),
+    isFault({ operation: "write", position: KEPT_BYTES, bytesTransferred: 100 }),
+  );
+  map.flush();
+  const file = Deno.readFileSync(path);
+  assert.equal(file.length, KEPT_BYTES);
+  assert.deepEqual(file.subarray(KEPT_BYTES - 100), source.subarray(0, 100));
+});
+
+Deno.test("prefault reports the first failing offset without a signal", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, FILE_BYTES);
+  using map = MappedFile.open(path, { offset: 100, length: FILE_BYTES - 100 });
+  Deno.truncateSync(path, KEPT_BYTES);
+  assert.throws(
+    () => map.prefault(),
+    isFault({ operation: "prefault", fileOffset: KEPT_BYTES, position: KEPT_BYTES - 100 }),
+  );
+  map.prefault({ length: KEPT_BYTES - 100 });
+});
+
+Deno.test("a Deno SIGBUS listener installed after the library loaded does not break the guard", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, FILE_BYTES);
+  using map = MappedFile.open(path); // The library is loaded by now.
+  let heard = 0;
+  const listener = () => heard++;
+  Deno.addSignalListener("SIGBUS", listener);
+  try {
+    Deno.truncateSync(path, KEPT_BYTES);
+    assert.throws(() => map.read(new Uint8Array(FILE_BYTES), 0), isFault({ reason: "truncated" }));
+    assert.throws(() => map.read(new Uint8Array(10), 30_000), isFault({ bytesTransferred: 0 }));
+  } finally {
+    Deno.removeSignalListener("SIGBUS", listener);
+  }
+  // After removal Deno's handler stops forwarding; re-arming makes the open map safe again.
+  assert.equal(rearmFaultGuard(), "ours");
+  assert.throws(() => map.read(new Uint8Array(10), 30_000), isFault({ bytesTransferred: 0 }));
+  // Maps opened later are guarded too (open re-arms by itself).
+  Deno.addSignalListener("SIGBUS", listener);
+  Deno.removeSignalListener("SIGBUS", listener);
+  const other = tmp.path("other.bin");
+  writePattern(other, FILE_BYTES);
+  using second = MappedFile.open(other);
+  Deno.truncateSync(other, 4_096);
+  assert.throws(() => second.read(new Uint8Array(8_192), 0), isFault({ bytesTransferred: 4_096 }));
+});
+
+Deno.test("the guard swallows nothing else: an unguarded touch of a lost page kills a child with SIGBUS", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, FILE_BYTES);
+  const result = await runScript(`
+    import { MappedFile, MappedIOError } from "GUARDMAP_MOD";
+    const map = MappedFile.open(${JSON.stringify(path)});
+    const view = map.unsafeView();
+    Deno.truncateSync(${JSON.stringify(path)}, ${KEPT_BYTES});
+    try { map.read(new Uint8Array(${FILE_BYTES}), 0); } catch (error) {
+      console.log("guarded:", error instanceof MappedIOError);
+    }
+    console.log("unguarded:", view[${KEPT_BYTES + 1}]);
+  `);
+  assert.equal(result.stdout.trim(), "guarded: true", result.stderr);
+  assert.equal(result.signal, "SIGBUS", `code ${result.code}, stderr: ${result.stderr}`);
+});

@@ -1,0 +1,93 @@
+/**
+ * Helpers shared by the tests: scratch directories and views of this process's descriptors and
+ * mappings from /proc.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** A scratch directory removed (with everything in it) on dispose. */
+export interface Scratch extends Disposable {
+  readonly dir: string;
+  /** A path inside the scratch directory. */
+  path(name: string): string;
+}
+
+/** Creates a scratch directory for one test. */
+export function scratch(): Scratch {
+  const dir = Deno.makeTempDirSync({ prefix: "guardmap-test-" });
+  return {
+    dir,
+    path: (name: string) => join(dir, name),
+    [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }),
+  };
+}
+
+/** Writes `length` bytes where byte i is `(i * 7 + 3) & 0xff`. */
+export function writePattern(path: string, length: number): Uint8Array {
+  const bytes = pattern(0, length);
+  Deno.writeFileSync(path, bytes);
+  return bytes;
+}
+
+/** Creates a sparse file of `size` bytes (no blocks are written). */
+export function sparseFile(path: string, size: number): void {
+  Deno.writeFileSync(path, new Uint8Array(0));
+  Deno.truncateSync(path, size);
+}
+
+/** The pattern bytes for file offsets `[start, start + length)`. */
+export function pattern(start: number, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = ((start + i) * 7 + 3) & 0xff;
+  return bytes;
+}
+
+/** The number of open file descriptors of this process. */
+export function openDescriptors(): number {
+  let count = 0;
+  for (const _ of Deno.readDirSync("/proc/self/fd")) count++;
+  return count;
+}
+
+/** The lines of /proc/self/maps that map `path`. */
+export function mappingsOf(path: string): string[] {
+  return Deno.readTextFileSync("/proc/self/maps").split("\n").filter((line) =>
+    line.endsWith(` ${path}`) || line.endsWith(` ${path} (deleted)`)
+  );
+}
+
+/** This process's virtual size in bytes (VmSize in /proc/self/status). */
+export function virtualSize(): number {
+  const line = Deno.readTextFileSync("/proc/self/status").split("\n")
+    .find((entry) => entry.startsWith("VmSize:"));
+  if (line === undefined) throw new Error("no VmSize in /proc/self/status");
+  return Number(line.split(/\s+/)[1]) * 1024;
+}
+
+/** Runs a Deno script (GUARDMAP_MOD stands for the URL of mod.ts) in a child process and returns how it ended and what it printed. */
+export async function runScript(
+  source: string,
+  permissions: string[] = ["--allow-ffi", "--allow-read", "--allow-write", "--allow-env"],
+): Promise<{ code: number; signal: Deno.Signal | null; stdout: string; stderr: string }> {
+  const moduleUrl = new URL("../mod.ts", import.meta.url).href;
+  const script = Deno.makeTempFileSync({ prefix: "guardmap-script-", suffix: ".ts" });
+  Deno.writeTextFileSync(script, source.replaceAll("GUARDMAP_MOD", moduleUrl));
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", ...permissions, script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } finally {
+    Deno.removeSync(script);
+  }
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    signal: output.signal,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
