@@ -58,6 +58,7 @@ export type MappedOperation = "read" | "write" | "flush" | "prefault" | "check";
 
 /** Details of a {@linkcode MappedIOError}. */
 export interface MappedIOErrorOptions extends GuardmapErrorOptions {
+  /** What the map was doing when the fault happened. */
   operation: MappedOperation;
   /** Offset in the window of the first byte that was not transferred. */
   position: number;
@@ -101,7 +102,11 @@ export class MappedIOError extends GuardmapError {
   readonly position: number;
   /** The same place in file coordinates: `map.offset + position`. */
   readonly fileOffset: number;
-  /** Bytes transferred before the fault. */
+  /**
+   * Bytes transferred before the fault. For a truncated file this counts only bytes that are
+   * still in the file; the target may also hold zeros the kernel served for the rest of the
+   * page that contains the new end.
+   */
   readonly bytesTransferred: number;
   /** `"truncated"` when the file now ends at or before `fileOffset`, otherwise `"io"`. */
   readonly reason: "truncated" | "io";

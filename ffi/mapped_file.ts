@@ -62,7 +62,9 @@ export type ElementArray =
 
 /** The constructor of an {@linkcode ElementArray}, such as `Float64Array`. */
 export interface ElementArrayConstructor<T extends ElementArray> {
+  /** Creates a zero-filled array of `length` elements. */
   new (length: number): T;
+  /** Size of one element in bytes. */
   readonly BYTES_PER_ELEMENT: number;
 }
 
@@ -466,17 +468,25 @@ export class MappedFile implements Disposable {
   }
 
   #faultError(status: number, operation: MappedOperation, position: number, length: number) {
-    const bytesTransferred = Number(detailView.getBigUint64(0, true));
+    const copied = Number(detailView.getBigUint64(0, true));
     const faultOffset = Number(detailView.getBigUint64(8, true));
     const signalNumber = detailView.getInt32(20, true);
     // prefault reports the failing page itself; a copy reports how far it got.
-    const failedAt = operation === "prefault" ? faultOffset : position + bytesTransferred;
-    const fileOffset = this.offset + failedAt;
+    let failedAt = operation === "prefault" ? faultOffset : position + copied;
     let fileSize: number | undefined;
     if (native().gm_file_size(this.#handle, sizeOut) === Status.ok) {
       fileSize = Number(sizeView.getBigUint64(0, true));
     }
-    const reason = fileSize !== undefined && fileSize <= fileOffset ? "truncated" : "io";
+    const reason = fileSize !== undefined && fileSize <= this.offset + failedAt
+      ? "truncated"
+      : "io";
+    if (reason === "truncated") {
+      // The kernel serves the page holding the new end in full, zeros after the end, and faults
+      // only at the next page. Those zeros are not file data: count only up to the real end.
+      failedAt = Math.max(position, Math.min(failedAt, fileSize! - this.offset));
+    }
+    const bytesTransferred = operation === "prefault" ? copied : failedAt - position;
+    const fileOffset = this.offset + failedAt;
     const signal = signalName(signalNumber);
     const cause = reason === "truncated"
       ? `the file was truncated to ${fileSize} bytes while mapped`

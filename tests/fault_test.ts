@@ -68,6 +68,22 @@ Deno.test("read that starts inside the lost part transfers nothing and says wher
   map.read(new Uint8Array(100), KEPT_BYTES - 1_000 - 100);
 });
 
+Deno.test("a truncation inside a page counts only the bytes still in the file", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const bytes = writePattern(path, FILE_BYTES);
+  using map = MappedFile.open(path, { offset: 100, length: FILE_BYTES - 100 });
+  Deno.truncateSync(path, 10_000);
+  const target = new Uint8Array(FILE_BYTES - 100);
+  assert.throws(
+    () => map.read(target, 0),
+    isFault({ position: 9_900, fileOffset: 10_000, bytesTransferred: 9_900, fileSize: 10_000 }),
+  );
+  assert.deepEqual(target.subarray(0, 9_900), bytes.subarray(100, 10_000));
+  // The rest of the page holding the new end reads as zeros, as the kernel serves it.
+  assert.equal(target.subarray(9_900, 12_188).every((byte) => byte === 0), true);
+});
+
 Deno.test("write across a truncated end: MappedIOError, the bytes before it written", () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");

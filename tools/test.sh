@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Every check and every test, in the order a failure is cheapest to find. Run through
+# `tools/dev test`, which installs the pinned toolchain and exports DENO and ZIG.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+: "${DENO:?run this through tools/dev test}" "${ZIG:?run this through tools/dev test}"
+export NO_COLOR=1
+
+scratch="$(mktemp -d -t guardmap-check-XXXXXX)"
+trap 'rm -rf "$scratch"' EXIT
+log="$scratch/log"
+passed=0
+failed=0
+
+step() { printf '\n== %s\n' "$*"; }
+
+# Runs a test command, echoing its output, and adds its "N passed | M failed" to the totals.
+count_tests() {
+  local status=0
+  "$@" 2>&1 | tee "$log" || status=$?
+  local line
+  line="$(grep -E '[0-9]+ passed' "$log" | tail -n1 || true)"
+  passed=$((passed + $(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line" | head -n1 || echo 0)))
+  local failures
+  failures="$(sed -nE 's/.*[ |,] ?([0-9]+) failed.*/\1/p' <<<"$line" | head -n1)"
+  failed=$((failed + ${failures:-0}))
+  if [ "$status" -ne 0 ] && [ "${failures:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+  return 0
+}
+
+step "zig fmt --check"
+"$ZIG" fmt --check zig/build.zig zig/src
+
+step "deno fmt --check, deno lint, deno check, deno doc --lint"
+"$DENO" fmt --check
+"$DENO" lint
+"$DENO" check mod.ts ffi/*.ts tests/*.ts bench/*.ts tools/*.ts
+"$DENO" doc --lint mod.ts
+
+step "cross-compile: x86_64-windows-gnu and aarch64-linux-gnu"
+(cd zig && "$ZIG" build -Doptimize=ReleaseSafe -Dtarget=x86_64-windows-gnu --prefix "$scratch/windows")
+(cd zig && "$ZIG" build -Doptimize=ReleaseSafe -Dtarget=aarch64-linux-gnu --prefix "$scratch/aarch64")
+ls "$scratch/windows/bin/guardmap.dll" "$scratch/aarch64/lib/libguardmap.so"
+
+step "zig build test (window arithmetic, handle table, real SIGBUS faults)"
+count_tests bash -c 'cd zig && "$ZIG" build test --summary all'
+
+step "build the library (ReleaseSafe)"
+(cd zig && "$ZIG" build -Doptimize=ReleaseSafe)
+
+step "deno test tests/"
+# --allow-all: the tests read /proc/self/{fd,maps,status}, which Deno 2.9 allows only then.
+count_tests "$DENO" test --allow-all tests/
+
+step "deno test --doc (every @example runs)"
+# The examples make temporary files; keep them in the scratch directory.
+count_tests env TMPDIR="$scratch" "$DENO" test --doc --allow-ffi --allow-read --allow-write \
+  --allow-env mod.ts ffi/
+
+printf '\nguardmap: %d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
