@@ -108,7 +108,23 @@ function accept(library: Deno.DynamicLibrary<typeof symbols>, path: string): Nat
   }
   loaded = library.symbols;
   loadedPath = path;
+  keepGuardInFront(loaded);
   return loaded;
+}
+
+/**
+ * Wraps `Deno.addSignalListener` so that adding a SIGBUS or SIGSEGV listener puts guardmap's
+ * handler back in front at once. Deno installs its own handler for a signal when the first
+ * listener is added; that handler forwards each fault to ours but also queues the signal for
+ * Deno's signal thread, which kills the process (emulating the default action) if, when it gets
+ * to it, no listener is registered any more. With ours in front, guarded faults never reach it.
+ */
+function keepGuardInFront(lib: Native): void {
+  const add = Deno.addSignalListener;
+  Deno.addSignalListener = function addSignalListener(signal, handler): void {
+    add.call(Deno, signal, handler);
+    if (signal === "SIGBUS" || signal === "SIGSEGV") lib.gm_init();
+  };
 }
 
 function tryOpen(

@@ -95,17 +95,24 @@ const copy_x86_64_sysv =
 ;
 
 // Win64: rcx = dst, rdx = src, r8 = length, r9 = frame. rdi and rsi are callee-saved there, so
-// they are pushed and the landing pad pops them the same way as the normal exit.
+// they are pushed and the landing pad pops them the same way as the normal exit. The .seh_*
+// directives give the routine unwind information, so that a fault passed on to other handlers
+// (or a debugger's stack walk) unwinds through the pushes correctly.
 const copy_x86_64_windows =
     \\.text
     \\.globl guardmap_copy
     \\.globl guardmap_copy_begin
     \\.globl guardmap_copy_end
     \\.globl guardmap_copy_landing
+    \\.def guardmap_copy; .scl 2; .type 32; .endef
     \\.p2align 4
+    \\.seh_proc guardmap_copy
     \\guardmap_copy:
     \\    pushq %rdi
+    \\    .seh_pushreg %rdi
     \\    pushq %rsi
+    \\    .seh_pushreg %rsi
+    \\    .seh_endprologue
     \\    movq %rcx, %rdi
     \\    movq %rdx, %rsi
     \\    movq %r8, %rcx
@@ -121,6 +128,7 @@ const copy_x86_64_windows =
     \\    popq %rsi
     \\    popq %rdi
     \\    ret
+    \\.seh_endproc
     \\
 ;
 

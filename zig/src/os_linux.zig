@@ -183,7 +183,7 @@ fn map_fd(
         if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
         file_size_out.* = offset + length_bytes;
     } else {
-        if (window_of_existing(info.size, offset, length_requested)) |failure| return failure;
+        if (window_zig.check_existing(info.size, offset, length_requested)) |status| return .{ .status = status, .os_error = 0 };
         length_bytes = length_requested orelse info.size - offset;
         file_size_out.* = info.size;
     }
@@ -204,19 +204,6 @@ fn map_fd(
         .file_offset = offset,
         .mode = mode,
     };
-    return null;
-}
-
-/// Checks a window against an existing file: it must be non-empty and lie inside the file.
-fn window_of_existing(size_bytes: u64, offset: u64, length_requested: ?u64) ?OpenError {
-    if (length_requested) |length_bytes| {
-        if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
-        if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
-        if (offset + length_bytes > size_bytes) return .{ .status = .window_past_end, .os_error = 0 };
-        return null;
-    }
-    if (offset > size_bytes) return .{ .status = .window_past_end, .os_error = 0 };
-    if (offset == size_bytes) return .{ .status = .empty_window, .os_error = 0 };
     return null;
 }
 

@@ -1,1 +1,434 @@
-//! Windows file mapping: placeholder, being written.
+//! Windows x86_64: open a file, size it, map a window with a 64-bit offset, flush, advise.
+//! kernel32 entry points are declared here with explicit types rather than through std's moving
+//! wrappers; only std.os.windows' plain type names (HANDLE, DWORD, ...) are borrowed.
+//!
+//! A mapping is two kernel objects: the section (CreateFileMappingW), sized to the end of the
+//! window, and a view of it (MapViewOfFile) that starts at the window's offset rounded down to
+//! the allocation granularity (64 KiB). Both APIs take 64-bit sizes and offsets as two DWORDs;
+//! the high DWORD is what makes windows beyond 4 GiB work.
+const std = @import("std");
+const builtin = @import("builtin");
+const assert = std.debug.assert;
+const windows = std.os.windows;
+const status_zig = @import("status.zig");
+const Status = status_zig.Status;
+const Mode = status_zig.Mode;
+const Advice = status_zig.Advice;
+const window_zig = @import("window.zig");
+
+const DWORD = windows.DWORD;
+const BOOL = windows.BOOL;
+
+comptime {
+    assert(builtin.os.tag == .windows);
+    assert(@sizeOf(usize) == 8); // SIZE_T must hold any window that window.compute accepts.
+}
+
+extern "kernel32" fn CreateFileW(
+    path: [*:0]const u16,
+    access: DWORD,
+    share: DWORD,
+    security: ?*anyopaque,
+    creation: DWORD,
+    flags_and_attributes: DWORD,
+    template: ?windows.HANDLE,
+) callconv(.winapi) windows.HANDLE;
+extern "kernel32" fn CloseHandle(handle: windows.HANDLE) callconv(.winapi) BOOL;
+extern "kernel32" fn GetFileType(handle: windows.HANDLE) callconv(.winapi) DWORD;
+extern "kernel32" fn GetFileAttributesW(path: [*:0]const u16) callconv(.winapi) DWORD;
+extern "kernel32" fn GetFileSizeEx(handle: windows.HANDLE, size: *i64) callconv(.winapi) BOOL;
+extern "kernel32" fn SetFilePointerEx(
+    handle: windows.HANDLE,
+    distance: i64,
+    position: ?*i64,
+    method: DWORD,
+) callconv(.winapi) BOOL;
+extern "kernel32" fn SetEndOfFile(handle: windows.HANDLE) callconv(.winapi) BOOL;
+extern "kernel32" fn CreateFileMappingW(
+    file: windows.HANDLE,
+    security: ?*anyopaque,
+    protection: DWORD,
+    maximum_size_high: DWORD,
+    maximum_size_low: DWORD,
+    name: ?[*:0]const u16,
+) callconv(.winapi) ?windows.HANDLE;
+extern "kernel32" fn MapViewOfFile(
+    section: windows.HANDLE,
+    access: DWORD,
+    offset_high: DWORD,
+    offset_low: DWORD,
+    length_bytes: usize,
+) callconv(.winapi) ?*anyopaque;
+extern "kernel32" fn UnmapViewOfFile(address: *const anyopaque) callconv(.winapi) BOOL;
+extern "kernel32" fn FlushViewOfFile(address: *const anyopaque, length_bytes: usize) callconv(.winapi) BOOL;
+extern "kernel32" fn FlushFileBuffers(handle: windows.HANDLE) callconv(.winapi) BOOL;
+extern "kernel32" fn PrefetchVirtualMemory(
+    process: windows.HANDLE,
+    entry_count: usize,
+    entries: [*]const MemoryRangeEntry,
+    flags: windows.ULONG,
+) callconv(.winapi) BOOL;
+extern "kernel32" fn GetCurrentProcess() callconv(.winapi) windows.HANDLE;
+extern "kernel32" fn GetSystemInfo(info: *windows.SYSTEM_INFO) callconv(.winapi) void;
+extern "kernel32" fn GetLastError() callconv(.winapi) DWORD;
+extern "kernel32" fn Sleep(milliseconds: DWORD) callconv(.winapi) void;
+
+const generic_read: DWORD = 0x8000_0000;
+const generic_write: DWORD = 0x4000_0000;
+const file_share_read: DWORD = 0x1;
+const file_share_write: DWORD = 0x2;
+const file_share_delete: DWORD = 0x4;
+const create_always: DWORD = 2;
+const open_existing: DWORD = 3;
+const file_attribute_normal: DWORD = 0x80;
+const file_attribute_directory: DWORD = 0x10;
+const invalid_file_attributes: DWORD = 0xFFFF_FFFF;
+const file_type_disk: DWORD = 0x1;
+const file_begin: DWORD = 0;
+const page_readonly: DWORD = 0x02;
+const page_readwrite: DWORD = 0x04;
+const page_writecopy: DWORD = 0x08;
+const file_map_copy: DWORD = 0x1;
+const file_map_write: DWORD = 0x2;
+const file_map_read: DWORD = 0x4;
+const error_access_denied: DWORD = 5;
+const error_lock_violation: DWORD = 33;
+const error_no_unicode_translation: DWORD = 1113;
+
+/// `WIN32_MEMORY_RANGE_ENTRY`.
+const MemoryRangeEntry = extern struct {
+    address: usize,
+    length_bytes: usize,
+};
+comptime {
+    assert(@sizeOf(MemoryRangeEntry) == 16);
+}
+
+/// Paths arrive NUL-terminated in UTF-8 from root.zig, shorter than its 4096-byte buffer.
+/// UTF-16 never needs more code units than UTF-8 needs bytes, so this many units (plus the NUL)
+/// always suffice.
+const path_bytes_max = 4096;
+
+/// FlushViewOfFile fails with ERROR_LOCK_VIOLATION while the memory manager is writing the same
+/// pages back; the documented remedy is to retry (.NET's MemoryMappedView.Flush does). Bounded,
+/// with a doubling pause: 1 + 2 + ... + 128 ms, under half a second in all.
+const flush_attempts_max = 8;
+
+pub const Handle = windows.HANDLE;
+
+/// Everything needed to use and release one mapped window.
+pub const Mapping = struct {
+    /// The file (the name is shared with Linux, where it is a file descriptor).
+    fd: Handle,
+    /// The section object the view was mapped from.
+    section: Handle,
+    /// Start of the view (a multiple of the allocation granularity) and its length.
+    base: usize,
+    map_length_bytes: usize,
+    /// Where the window starts inside the view.
+    delta_bytes: usize,
+    length_bytes: u64,
+    file_offset: u64,
+    mode: Mode,
+
+    pub fn window_address(mapping: *const Mapping) usize {
+        return mapping.base + mapping.delta_bytes;
+    }
+};
+
+pub fn last_error() i32 {
+    return @bitCast(GetLastError());
+}
+
+/// Maps a Win32 error code (GetLastError) to the stable status code.
+pub fn status_from_errno(code: i32) Status {
+    const win32_error: u32 = @bitCast(code);
+    return switch (win32_error) {
+        // FILE_NOT_FOUND, PATH_NOT_FOUND, INVALID_DRIVE, BAD_NETPATH, BAD_NET_NAME
+        2, 3, 15, 53, 67 => .not_found,
+        // ACCESS_DENIED, WRITE_PROTECT, SHARING_VIOLATION, LOCK_VIOLATION, and USER_MAPPED_FILE
+        // (mode w+ cannot truncate a file that another process has mapped).
+        5, 19, 32, 33, 1224 => .permission_denied,
+        267 => .is_directory, // DIRECTORY
+        39, 112, 1295 => .no_space, // HANDLE_DISK_FULL, DISK_FULL, DISK_QUOTA_EXCEEDED
+        // NOT_READY, WRITE_FAULT, READ_FAULT, CRC, FILE_INVALID (the volume changed under an open
+        // file), IO_DEVICE, FILE_CORRUPT, DISK_CORRUPT, DEVICE_HARDWARE_ERROR
+        21, 29, 30, 23, 1006, 1117, 1392, 1393, 483 => .io,
+        // NOT_ENOUGH_MEMORY, OUTOFMEMORY, NO_SYSTEM_RESOURCES, COMMITMENT_LIMIT
+        8, 14, 1450, 1455 => .no_memory,
+        4 => .too_many_open, // TOO_MANY_OPEN_FILES
+        1, 50 => .not_supported, // INVALID_FUNCTION, NOT_SUPPORTED
+        998 => .bad_address, // NOACCESS
+        // INVALID_PARAMETER, INVALID_NAME, BAD_PATHNAME, FILENAME_EXCED_RANGE,
+        // MAPPED_ALIGNMENT, NO_UNICODE_TRANSLATION
+        87, 123, 161, 206, 1132, 1113 => .invalid_argument,
+        else => .unexpected,
+    };
+}
+
+pub fn page_size() u64 {
+    var info: windows.SYSTEM_INFO = undefined;
+    GetSystemInfo(&info);
+    const bytes: u64 = info.dwPageSize;
+    assert(bytes > 0);
+    assert(std.math.isPowerOfTwo(bytes));
+    return bytes;
+}
+
+/// The granularity a view's file offset must be a multiple of: the allocation granularity
+/// (64 KiB on every Windows so far), not the page size.
+pub fn granularity() u64 {
+    var info: windows.SYSTEM_INFO = undefined;
+    GetSystemInfo(&info);
+    const bytes: u64 = info.dwAllocationGranularity;
+    assert(std.math.isPowerOfTwo(bytes));
+    assert(bytes >= info.dwPageSize);
+    return bytes;
+}
+
+pub const OpenError = struct { status: Status, os_error: i32 };
+
+fn fail_last() OpenError {
+    const code = last_error();
+    return .{ .status = status_from_errno(code), .os_error = code };
+}
+
+fn dword_high(value: u64) DWORD {
+    return @truncate(value >> 32);
+}
+
+fn dword_low(value: u64) DWORD {
+    return @truncate(value);
+}
+
+pub fn file_size(fd: Handle) error{Failed}!u64 {
+    var size: i64 = 0;
+    if (GetFileSizeEx(fd, &size) == 0) return error.Failed;
+    assert(size >= 0);
+    return @intCast(size);
+}
+
+/// Converts a NUL-terminated UTF-8 path to the NUL-terminated UTF-16 that CreateFileW takes.
+/// Null for an empty, over-long or malformed path.
+fn path_to_utf16(path: [*:0]const u8, buffer: *[path_bytes_max + 1]u16) ?[:0]const u16 {
+    var length_bytes: usize = 0;
+    while (path[length_bytes] != 0) : (length_bytes += 1) {
+        if (length_bytes == path_bytes_max) return null;
+    }
+    if (length_bytes == 0) return null;
+    const units = std.unicode.utf8ToUtf16Le(buffer[0..path_bytes_max], path[0..length_bytes]) catch {
+        return null;
+    };
+    assert(units > 0);
+    assert(units <= length_bytes);
+    buffer[units] = 0;
+    return buffer[0..units :0];
+}
+
+/// Opens `path` (UTF-8) and maps `[offset, offset + length)`; `length_requested == null` means
+/// "to the end of the file". On failure nothing is left open or mapped.
+pub fn map_open(
+    path: [*:0]const u8,
+    mode: Mode,
+    offset: u64,
+    length_requested: ?u64,
+    mapping: *Mapping,
+    file_size_out: *u64,
+) ?OpenError {
+    if (offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
+    var path_buffer: [path_bytes_max + 1]u16 = undefined;
+    const path_utf16 = path_to_utf16(path, &path_buffer) orelse {
+        return .{ .status = .invalid_argument, .os_error = @bitCast(error_no_unicode_translation) };
+    };
+    const access: DWORD = switch (mode) {
+        // PAGE_WRITECOPY needs only read access: private changes never reach the file.
+        .read, .copy_on_write => generic_read,
+        .read_write, .create => generic_read | generic_write,
+    };
+    const creation: DWORD = if (mode == .create) create_always else open_existing;
+    // Share everything, as POSIX does: other readers and writers, and deleting or renaming the
+    // file while it is mapped. No security attributes: the handle is not inherited by children.
+    const fd = CreateFileW(
+        path_utf16.ptr,
+        access,
+        file_share_read | file_share_write | file_share_delete,
+        null,
+        creation,
+        file_attribute_normal,
+        null,
+    );
+    if (fd == windows.INVALID_HANDLE_VALUE) return fail_open(path_utf16);
+    if (map_file(fd, mode, offset, length_requested, mapping, file_size_out)) |failure| {
+        close_handle(fd);
+        return failure;
+    }
+    assert(mapping.fd == fd);
+    return null;
+}
+
+/// CreateFileW refuses a directory (it would need FILE_FLAG_BACKUP_SEMANTICS) with
+/// ERROR_ACCESS_DENIED, which alone would read as a permission problem: look at the path.
+fn fail_open(path_utf16: [:0]const u16) OpenError {
+    const failure = fail_last();
+    if (failure.os_error == error_access_denied) {
+        const attributes = GetFileAttributesW(path_utf16.ptr);
+        if (attributes != invalid_file_attributes and attributes & file_attribute_directory != 0) {
+            return .{ .status = .is_directory, .os_error = failure.os_error };
+        }
+    }
+    return failure;
+}
+
+fn map_file(
+    fd: Handle,
+    mode: Mode,
+    offset: u64,
+    length_requested: ?u64,
+    mapping: *Mapping,
+    file_size_out: *u64,
+) ?OpenError {
+    // Devices, pipes and consoles open too; only a disk file can back a section.
+    if (GetFileType(fd) != file_type_disk) return .{ .status = .not_regular_file, .os_error = 0 };
+    var size: i64 = 0;
+    if (GetFileSizeEx(fd, &size) == 0) return fail_last();
+    assert(size >= 0);
+    const size_bytes: u64 = @intCast(size);
+
+    var length_bytes: u64 = undefined;
+    if (mode == .create) {
+        length_bytes = length_requested orelse return .{ .status = .invalid_argument, .os_error = 0 };
+        if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
+        file_size_out.* = offset + length_bytes;
+    } else {
+        if (window_zig.check_existing(size_bytes, offset, length_requested)) |status| return .{ .status = status, .os_error = 0 };
+        length_bytes = length_requested orelse size_bytes - offset;
+        file_size_out.* = size_bytes;
+    }
+
+    const window = window_zig.compute(offset, length_bytes, granularity()) catch |err| {
+        return .{ .status = if (err == error.Overflow) .overflow else .invalid_argument, .os_error = 0 };
+    };
+    const protection: DWORD, const view_access: DWORD = switch (mode) {
+        .read => .{ page_readonly, file_map_read },
+        .read_write, .create => .{ page_readwrite, file_map_write },
+        .copy_on_write => .{ page_writecopy, file_map_copy },
+    };
+    // The section ends where the window ends: never past the file, which a read-only section
+    // could not grow and a writable one would silently grow.
+    const section_bytes = window.map_offset + window.map_length_bytes;
+    assert(section_bytes == offset + length_bytes);
+    const section = CreateFileMappingW(
+        fd,
+        null,
+        protection,
+        dword_high(section_bytes),
+        dword_low(section_bytes),
+        null,
+    ) orelse return fail_last();
+    const base = MapViewOfFile(
+        section,
+        view_access,
+        dword_high(window.map_offset),
+        dword_low(window.map_offset),
+        @intCast(window.map_length_bytes),
+    ) orelse {
+        const failure = fail_last();
+        close_handle(section);
+        return failure;
+    };
+    assert(@intFromPtr(base) % granularity() == 0);
+    mapping.* = .{
+        .fd = fd,
+        .section = section,
+        .base = @intFromPtr(base),
+        .map_length_bytes = @intCast(window.map_length_bytes),
+        .delta_bytes = @intCast(window.delta_bytes),
+        .length_bytes = length_bytes,
+        .file_offset = offset,
+        .mode = mode,
+    };
+    return null;
+}
+
+/// Mode w+: the file was truncated by CREATE_ALWAYS; size it to `offset + length`. On NTFS
+/// extending a (non-sparse) file allocates its clusters, so a full disk is ERROR_DISK_FULL now
+/// rather than an in-page error on a later write through the view.
+fn size_for_create(fd: Handle, offset: u64, length_bytes: u64) ?OpenError {
+    if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
+    if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
+    const end = offset + length_bytes;
+    if (SetFilePointerEx(fd, @intCast(end), null, file_begin) == 0) return fail_last();
+    if (SetEndOfFile(fd) == 0) return fail_last();
+    return null;
+}
+
+fn close_handle(handle: Handle) void {
+    const closed = CloseHandle(handle);
+    assert(closed != 0); // Only fails for a handle we do not own.
+}
+
+pub fn unmap(mapping: *const Mapping) void {
+    const unmapped = UnmapViewOfFile(@ptrFromInt(mapping.base));
+    assert(unmapped != 0); // Only fails for an address that is not a view.
+    close_handle(mapping.section);
+    close_handle(mapping.fd);
+}
+
+/// The page-aligned address range covering `[position, position + length)` of the window.
+fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
+    assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
+    const page: usize = @intCast(page_size());
+    const first = mapping.window_address() + @as(usize, @intCast(position));
+    const start = first & ~(page - 1);
+    assert(start >= mapping.base);
+    return .{ .start = start, .length_bytes = first + @as(usize, @intCast(length_bytes)) - start };
+}
+
+/// FlushViewOfFile starts the write-back of the range's dirty pages but does not wait for the
+/// device; FlushFileBuffers then does (the pair is Windows' msync(MS_SYNC)).
+pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error: *i32) Status {
+    if (length_bytes == 0) return .ok;
+    const range = page_range(mapping, position, length_bytes);
+    // A read-only view has nothing dirty (and its read-only handle could not be flushed); a
+    // copy-on-write view's changes never reach the file.
+    if (mapping.mode == .read or mapping.mode == .copy_on_write) return .ok;
+    const start: *const anyopaque = @ptrFromInt(range.start);
+    for (0..flush_attempts_max) |attempt| {
+        if (FlushViewOfFile(start, range.length_bytes) != 0) break;
+        const code = GetLastError();
+        if (code != error_lock_violation or attempt + 1 == flush_attempts_max) {
+            os_error.* = @bitCast(code);
+            return status_from_errno(os_error.*);
+        }
+        Sleep(@as(DWORD, 1) << @intCast(attempt));
+    } else unreachable;
+    if (FlushFileBuffers(mapping.fd) != 0) return .ok;
+    os_error.* = last_error();
+    return status_from_errno(os_error.*);
+}
+
+/// Only `will_need` has a Windows counterpart (PrefetchVirtualMemory, Windows 8+). The others
+/// are hints the memory manager has no way to take for a file view, so they succeed unchanged.
+pub fn advise(mapping: *const Mapping, position: u64, length_bytes: u64, advice: Advice, os_error: *i32) Status {
+    if (length_bytes == 0) return .ok;
+    const range = page_range(mapping, position, length_bytes);
+    switch (advice) {
+        .normal, .sequential, .random, .dont_need => return .ok,
+        .will_need => {},
+    }
+    const entries = [1]MemoryRangeEntry{.{ .address = range.start, .length_bytes = range.length_bytes }};
+    if (PrefetchVirtualMemory(GetCurrentProcess(), entries.len, &entries, 0) != 0) return .ok;
+    os_error.* = last_error();
+    return status_from_errno(os_error.*);
+}
+
+pub const Populate = enum { ok, unsupported, failed };
+
+/// Windows has no call that faults a range in and reports the failing page (PrefetchVirtualMemory
+/// is asynchronous and silent), so root.zig touches the pages through the guard instead.
+pub fn populate(mapping: *const Mapping, position: u64, length_bytes: u64, write: bool, os_error: *i32) Populate {
+    assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
+    assert(!write or mapping.mode.writable());
+    os_error.* = 0;
+    return .unsupported;
+}

@@ -287,4 +287,5 @@ test {
     _ = @import("window.zig");
     _ = @import("handles.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
+    if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
 }

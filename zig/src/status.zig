@@ -56,7 +56,7 @@ pub const Detail = extern struct {
     os_error: i32,
     /// SIGBUS or SIGSEGV (POSIX); the exception code (Windows).
     signal: i32,
-    /// si_code (POSIX); the NTSTATUS of an in-page error (Windows).
+    /// si_code (POSIX); the NTSTATUS of an in-page error (Windows; 0 for an access violation).
     signal_code: i32,
     reserved: i32,
 

@@ -6,6 +6,7 @@
 //! `granularity - 1` bytes of address space are spent before the window, never `offset` bytes.
 const std = @import("std");
 const assert = std.debug.assert;
+const Status = @import("status.zig").Status;
 
 /// The largest file offset the OS file APIs accept (off_t and LARGE_INTEGER are signed 64-bit).
 pub const file_offset_max: u64 = std.math.maxInt(i64);
@@ -55,6 +56,20 @@ pub fn integer_from_f64(value: f64) ?u64 {
     if (!(value >= 0.0 and value <= exact_max)) return null; // Also refuses NaN.
     if (@floor(value) != value) return null;
     return @intFromFloat(value);
+}
+
+/// Checks a window against an existing file of `size_bytes`: it must be non-empty and lie
+/// inside the file. `length_requested == null` means "to the end of the file".
+pub fn check_existing(size_bytes: u64, offset: u64, length_requested: ?u64) ?Status {
+    if (length_requested) |length_bytes| {
+        if (length_bytes == 0) return .invalid_argument;
+        if (offset > file_offset_max or length_bytes > file_offset_max - offset) return .overflow;
+        if (offset + length_bytes > size_bytes) return .window_past_end;
+        return null;
+    }
+    if (offset > size_bytes) return .window_past_end;
+    if (offset == size_bytes) return .empty_window;
+    return null;
 }
 
 /// Checks that `[position, position + length)` lies inside a window of `window_length_bytes`.
@@ -126,6 +141,17 @@ test "integer_from_f64: only exact non-negative integers" {
     try testing.expectEqual(@as(?u64, null), integer_from_f64(std.math.nan(f64)));
     try testing.expectEqual(@as(?u64, null), integer_from_f64(std.math.inf(f64)));
     try testing.expectEqual(@as(?u64, null), integer_from_f64(9007199254740994.0));
+}
+
+test "check_existing: inside, empty, past the end" {
+    try testing.expectEqual(@as(?Status, null), check_existing(100, 0, null));
+    try testing.expectEqual(@as(?Status, null), check_existing(100, 99, 1));
+    try testing.expectEqual(@as(?Status, .empty_window), check_existing(100, 100, null));
+    try testing.expectEqual(@as(?Status, .empty_window), check_existing(0, 0, null));
+    try testing.expectEqual(@as(?Status, .window_past_end), check_existing(100, 101, null));
+    try testing.expectEqual(@as(?Status, .window_past_end), check_existing(100, 99, 2));
+    try testing.expectEqual(@as(?Status, .invalid_argument), check_existing(100, 0, 0));
+    try testing.expectEqual(@as(?Status, .overflow), check_existing(100, 1, std.math.maxInt(u64)));
 }
 
 test "range_inside: edges" {
