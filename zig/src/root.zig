@@ -17,6 +17,7 @@ const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
 const handles = @import("handles.zig");
 const guard = @import("guard.zig");
+const channel_zig = @import("channel.zig");
 
 pub const os = switch (builtin.os.tag) {
     .linux => @import("os_linux.zig"),
@@ -203,6 +204,299 @@ export fn gm_memcpy(target: ?[*]u8, source: ?[*]const u8, length: f64) i32 {
     return code(.ok);
 }
 
+// ---------------------------------------------------------------------------------------------
+// MapPool channels (Linux): shared memory between a host and one worker process. See channel.zig.
+
+var channels: handles.Table(channel_zig.Channel) = .{};
+
+fn copy_path(path: ?[*]const u8, path_length: usize, buffer: *[path_length_max]u8) ?[:0]const u8 {
+    const bytes = path orelse return null;
+    if (path_length == 0 or path_length >= path_length_max) return null;
+    @memcpy(buffer[0..path_length], bytes[0..path_length]);
+    if (std.mem.indexOfScalar(u8, buffer[0..path_length], 0) != null) return null;
+    buffer[path_length] = 0;
+    return buffer[0..path_length :0];
+}
+
+fn channel_open(
+    path: ?[*]const u8,
+    path_length: usize,
+    staging_bytes: f64,
+    create: bool,
+    out: ?*align(1) OpenResult,
+) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const result = out orelse return code(.invalid_argument);
+    result.* = OpenResult.zero;
+    var path_buffer: [path_length_max]u8 = undefined;
+    const path_z = copy_path(path, path_length, &path_buffer) orelse return code(.invalid_argument);
+    const index = channels.reserve() catch return code(.too_many_open);
+    var channel: channel_zig.Channel = undefined;
+    var os_error: i32 = 0;
+    const status = if (create) create: {
+        const bytes = window_zig.integer_from_f64(staging_bytes) orelse break :create Status.invalid_argument;
+        break :create channel_zig.create(path_z, bytes, &channel, &os_error);
+    } else channel_zig.attach(path_z, &channel, &os_error);
+    if (status != .ok) {
+        channels.unreserve(index);
+        result.os_error = os_error;
+        return code(status);
+    }
+    result.handle = channels.publish(index, channel);
+    result.length_bytes = channel.staging_bytes;
+    return code(.ok);
+}
+
+/// Host: creates the channel file at `path` (in /dev/shm) with `staging_bytes` of staging.
+export fn gm_channel_create(path: ?[*]const u8, path_length: usize, staging_bytes: f64, out: ?*align(1) OpenResult) i32 {
+    return channel_open(path, path_length, staging_bytes, true, out);
+}
+
+/// Worker: maps the channel file the host created.
+export fn gm_channel_attach(path: ?[*]const u8, path_length: usize, out: ?*align(1) OpenResult) i32 {
+    return channel_open(path, path_length, 0, false, out);
+}
+
+export fn gm_channel_close(handle: u32) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const slot = channels.begin_close(handle) catch |err| return code(switch (err) {
+        error.BadHandle => .bad_handle,
+        error.Busy => .busy,
+    });
+    channel_zig.close(&slot.mapping);
+    channels.finish_close(slot);
+    return code(.ok);
+}
+
+/// The address of the channel's header; the staging area follows it at 4096 bytes.
+export fn gm_channel_address(handle: u32) ?*anyopaque {
+    const lease = channels.acquire(handle) catch return null;
+    defer lease.release();
+    return @ptrCast(lease.slot.mapping.header);
+}
+
+/// Host: watch the worker process `pid`, so waits end at once when it exits.
+export fn gm_channel_watch(handle: u32, pid: i32) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const lease = channels.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    return code(channel_zig.watch(&lease.slot.mapping, pid));
+}
+
+fn write_request(channel: *channel_zig.Channel, op: u32, file_handle: u32, range: Range, staging_offset: u64, argument: u32) void {
+    const header = channel.header;
+    header.op = op;
+    header.handle = file_handle;
+    header.position = range.position;
+    header.length_bytes = range.length_bytes;
+    header.staging_offset = staging_offset;
+    header.argument = argument;
+}
+
+/// Host: posts a request without waiting (for requests the worker's JavaScript serves).
+export fn gm_channel_post(handle: u32, op: u32, file_handle: u32, position: f64, length: f64, staging_offset: f64, argument: u32) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const range = parse_range(position, length) orelse return code(.invalid_argument);
+    const offset = window_zig.integer_from_f64(staging_offset) orelse return code(.invalid_argument);
+    const lease = channels.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    const header = channel.header;
+    if (@atomicLoad(u32, &header.response_sequence, .acquire) != header.request_sequence) return code(.busy);
+    write_request(channel, op, file_handle, range, offset, argument);
+    channel_zig.post_request(channel);
+    return code(.ok);
+}
+
+/// Host: waits for the answer to the posted request. Returns the worker's status, or
+/// `worker_gone` / `timed_out`. Safe to call with Deno's `nonblocking: true`.
+export fn gm_channel_wait(handle: u32, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const out = detail orelse return code(.invalid_argument);
+    const timeout = window_zig.integer_from_f64(timeout_ms) orelse return code(.invalid_argument);
+    const lease = channels.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    return code(wait_answer(&lease.slot.mapping, timeout, out));
+}
+
+fn wait_answer(channel: *channel_zig.Channel, timeout_ms: u64, out: *align(1) Detail) Status {
+    out.* = Detail.zero;
+    switch (channel_zig.wait_response(channel, timeout_ms *| std.time.ns_per_ms)) {
+        .worker_gone => return .worker_gone,
+        .timed_out => return .timed_out,
+        .done => {},
+    }
+    const header = channel.header;
+    out.* = header.detail;
+    return std.meta.intToEnum(Status, header.status) catch .unexpected;
+}
+
+/// Host: one request, posted and waited for in one synchronous call (flush, prefault, advise).
+export fn gm_channel_call(handle: u32, op: u32, file_handle: u32, position: f64, length: f64, argument: u32, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+    const posted = gm_channel_post(handle, op, file_handle, position, length, 0, argument);
+    if (posted != code(.ok)) return posted;
+    return gm_channel_wait(handle, timeout_ms, detail);
+}
+
+const Transfer = enum { read, write };
+
+/// Host: reads or writes `length` bytes of the worker's map `file_handle` through the staging
+/// area, in chunks of half of it: while the worker fills (or drains) one half, the host copies
+/// the other, so the two copies overlap.
+fn pool_transfer(
+    handle: u32,
+    file_handle: u32,
+    position: f64,
+    buffer: ?[*]u8,
+    length: f64,
+    timeout_ms: f64,
+    detail: ?*align(1) Detail,
+    transfer: Transfer,
+) Status {
+    if (builtin.os.tag != .linux) return .not_supported;
+    const out = detail orelse return .invalid_argument;
+    out.* = Detail.zero;
+    const range = parse_range(position, length) orelse return .invalid_argument;
+    const timeout = window_zig.integer_from_f64(timeout_ms) orelse return .invalid_argument;
+    if (range.length_bytes == 0) return .ok;
+    const user = buffer orelse return .invalid_argument;
+    const lease = channels.acquire(handle) catch return .bad_handle;
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    const header = channel.header;
+    if (@atomicLoad(u32, &header.response_sequence, .acquire) != header.request_sequence) return .busy;
+
+    const half: u64 = channel.staging_bytes / 2;
+    const chunk_count = (range.length_bytes + half - 1) / half;
+    const op: u32 = @intFromEnum(if (transfer == .read) channel_zig.Op.read else channel_zig.Op.write);
+    var chunk: u64 = 0;
+    if (transfer == .write) stage(channel, user, range, half, 0);
+    post_chunk(channel, op, file_handle, range, half, 0);
+    while (chunk < chunk_count) : (chunk += 1) {
+        const status = wait_answer(channel, timeout, out);
+        if (status != .ok) {
+            out.bytes_done += chunk * half;
+            return status;
+        }
+        const next = chunk + 1;
+        if (transfer == .write and next < chunk_count) stage(channel, user, range, half, next);
+        if (next < chunk_count) post_chunk(channel, op, file_handle, range, half, next);
+        if (transfer == .read) unstage(channel, user, range, half, chunk);
+    }
+    return .ok;
+}
+
+fn chunk_span(range: Range, half: u64, chunk: u64) struct { offset: u64, length_bytes: u64, staging_offset: u64 } {
+    const offset = chunk * half;
+    assert(offset < range.length_bytes);
+    return .{
+        .offset = offset,
+        .length_bytes = @min(half, range.length_bytes - offset),
+        .staging_offset = (chunk % 2) * half,
+    };
+}
+
+fn post_chunk(channel: *channel_zig.Channel, op: u32, file_handle: u32, range: Range, half: u64, chunk: u64) void {
+    const span = chunk_span(range, half, chunk);
+    const chunk_range: Range = .{ .position = range.position + span.offset, .length_bytes = span.length_bytes };
+    write_request(channel, op, file_handle, chunk_range, span.staging_offset, 0);
+    channel_zig.post_request(channel);
+}
+
+/// Copies a chunk of the caller's buffer into its half of staging (tmpfs: cannot fault).
+fn stage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, chunk: u64) void {
+    const span = chunk_span(range, half, chunk);
+    const count: usize = @intCast(span.length_bytes);
+    const from: usize = @intCast(span.offset);
+    const to: usize = @intCast(span.staging_offset);
+    @memcpy(channel.staging[to..][0..count], user[from..][0..count]);
+}
+
+fn unstage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, chunk: u64) void {
+    const span = chunk_span(range, half, chunk);
+    const count: usize = @intCast(span.length_bytes);
+    const from: usize = @intCast(span.staging_offset);
+    const to: usize = @intCast(span.offset);
+    @memcpy(user[to..][0..count], channel.staging[from..][0..count]);
+}
+
+export fn gm_pool_read(handle: u32, file_handle: u32, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+    return code(pool_transfer(handle, file_handle, position, target, length, timeout_ms, detail, .read));
+}
+
+export fn gm_pool_write(handle: u32, file_handle: u32, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+    return code(pool_transfer(handle, file_handle, position, source, length, timeout_ms, detail, .write));
+}
+
+/// Worker: serves data requests natively until a request for the worker's JavaScript arrives
+/// (its op is returned; answer it with gm_channel_reply) or the host is gone (returns 0).
+export fn gm_channel_serve(handle: u32, parent_pid: i32) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const lease = channels.acquire(handle) catch return -code(.bad_handle);
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    const header = channel.header;
+    // Serves until a control request or the host's exit: a server loop, unbounded by design.
+    while (true) {
+        const served = @atomicLoad(u32, &header.response_sequence, .acquire);
+        if (!channel_zig.wait_request(channel, served, parent_pid)) return 0;
+        const sequence = @atomicLoad(u32, &header.request_sequence, .acquire);
+        if (header.op >= @intFromEnum(channel_zig.Op.control_first)) return @intCast(header.op);
+        var detail = Detail.zero;
+        header.status = code(serve_data(channel, &detail));
+        header.detail = detail;
+        header.result_bytes = 0;
+        channel_zig.post_response(channel, sequence);
+    }
+}
+
+/// Performs one data request against this process's maps. The host is not trusted either: the
+/// staging range is checked like any other.
+fn serve_data(channel: *channel_zig.Channel, detail: *Detail) Status {
+    const header = channel.header;
+    const position: f64 = @floatFromInt(@min(header.position, 1 << 53));
+    const length: f64 = @floatFromInt(@min(header.length_bytes, 1 << 53));
+    const staging_ok = header.staging_offset <= channel.staging_bytes and
+        header.length_bytes <= channel.staging_bytes - header.staging_offset;
+    const op = std.meta.intToEnum(channel_zig.Op, header.op) catch return .invalid_argument;
+    const staging = channel.staging + @as(usize, @intCast(@min(header.staging_offset, channel.staging_bytes)));
+    const status: i32 = switch (op) {
+        .read => if (!staging_ok) code(.invalid_argument) else gm_read(header.handle, position, staging, length, detail),
+        .write => if (!staging_ok) code(.invalid_argument) else gm_write(header.handle, position, staging, length, detail),
+        .flush => gm_flush(header.handle, position, length, detail),
+        .prefault => gm_prefault(header.handle, position, length, header.argument, detail),
+        .advise => gm_advise(header.handle, position, length, header.argument, detail),
+        else => code(.invalid_argument),
+    };
+    return std.meta.intToEnum(Status, status) catch .unexpected;
+}
+
+/// Worker: answers the request its JavaScript served, with `result_bytes` of result in staging.
+export fn gm_channel_reply(handle: u32, status: i32, result_bytes: f64) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const bytes = window_zig.integer_from_f64(result_bytes) orelse return code(.invalid_argument);
+    const lease = channels.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    if (bytes > channel.staging_bytes) return code(.out_of_range);
+    const header = channel.header;
+    const sequence = @atomicLoad(u32, &header.request_sequence, .acquire);
+    header.status = status;
+    header.detail = Detail.zero;
+    header.result_bytes = bytes;
+    channel_zig.post_response(channel, sequence);
+    return code(.ok);
+}
+
+/// Worker: asks the kernel to kill this process when its parent (the host) exits.
+export fn gm_worker_bind_to_parent() i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const pr_set_pdeathsig = 1;
+    const sigkill = 9;
+    const rc = std.os.linux.prctl(pr_set_pdeathsig, sigkill, 0, 0, 0);
+    return if (std.os.linux.E.init(rc) == .SUCCESS) code(.ok) else code(.unexpected);
+}
+
 const Range = struct { position: u64, length_bytes: u64 };
 
 fn parse_range(position: f64, length: f64) ?Range {
@@ -285,6 +579,7 @@ fn touch_pages(mapping: *const os.Mapping, position: u64, length_bytes: u64, out
 
 test {
     _ = @import("window.zig");
+    if (builtin.os.tag == .linux) _ = @import("channel_test.zig");
     _ = @import("handles.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");

@@ -41,6 +41,10 @@ pub const Status = enum(i32) {
     not_regular_file = 18,
     /// The fault handler could not be installed.
     handler_not_installed = 19,
+    /// A MapPool worker process exited while a request was outstanding.
+    worker_gone = 20,
+    /// A MapPool worker did not answer within the caller's time limit.
+    timed_out = 21,
     unexpected = 99,
 };
 

@@ -1,0 +1,286 @@
+//! The shared-memory channel between a MapPool host and one worker process (Linux).
+//!
+//! One file in /dev/shm, mapped by both processes and unlinked as soon as the worker has it:
+//! a 4 KiB header (futex words, one request, one response) followed by the staging area that
+//! bytes travel through. Staging is tmpfs memory reserved with fallocate at creation, so
+//! touching it can neither fault on an I/O error nor on a full /dev/shm: the host never touches
+//! memory that a failing disk can poison.
+//!
+//! One request is outstanding at a time. The host writes the request fields, then increments
+//! `request_sequence`; the worker serves it and sets `response_sequence` to the same value.
+//! Each side spins briefly before sleeping in a futex on the other side's word, and wakes the
+//! other only when it announced that it sleeps: a round trip without sleeping costs no syscall.
+const std = @import("std");
+const builtin = @import("builtin");
+const assert = std.debug.assert;
+const linux = std.os.linux;
+const status_zig = @import("status.zig");
+const Status = status_zig.Status;
+const Detail = status_zig.Detail;
+
+pub const magic: u32 = 0x676d_6331; // "gmc1"
+pub const version: u32 = 1;
+pub const header_bytes: u64 = 4096;
+pub const staging_bytes_min: u64 = 64 * 1024;
+pub const staging_bytes_max: u64 = 256 * 1024 * 1024;
+
+/// Requests that the worker's native loop serves itself.
+pub const Op = enum(u32) {
+    read = 1,
+    write = 2,
+    flush = 3,
+    prefault = 4,
+    advise = 5,
+    /// Requests at or above this number are handed to the worker's JavaScript.
+    control_first = 16,
+    _,
+};
+
+pub const Header = extern struct {
+    magic: u32,
+    version: u32,
+    staging_bytes: u64,
+    /// Futex words: incremented by the host per request, copied by the worker per response.
+    request_sequence: u32,
+    response_sequence: u32,
+    /// 1 while that side sleeps (or is about to) in a futex wait.
+    host_sleeping: u32,
+    worker_sleeping: u32,
+    host_pid: i32,
+    worker_pid: i32,
+    // The request.
+    op: u32,
+    handle: u32,
+    position: u64,
+    length_bytes: u64,
+    staging_offset: u64,
+    argument: u32,
+    reserved0: u32,
+    // The response.
+    status: i32,
+    reserved1: i32,
+    result_bytes: u64,
+    detail: Detail,
+};
+
+comptime {
+    assert(@sizeOf(Header) <= header_bytes);
+    assert(@offsetOf(Header, "request_sequence") == 16);
+    assert(@offsetOf(Header, "op") == 40);
+    assert(@offsetOf(Header, "status") == 80);
+    assert(@offsetOf(Header, "result_bytes") == 88);
+    assert(@offsetOf(Header, "detail") == 96);
+    assert(@sizeOf(Header) == 128);
+}
+
+/// One end of a channel, as this process sees it.
+pub const Channel = struct {
+    header: *Header,
+    staging: [*]u8,
+    staging_bytes: u64,
+    total_bytes: usize,
+    /// Host only: a pidfd of the worker, readable once the worker has exited; -1 if not watched.
+    worker_pidfd: i32,
+};
+
+fn errno_of(rc: usize) i32 {
+    return @intFromEnum(linux.E.init(rc));
+}
+
+/// Creates the channel file at `path` (which must not exist), sizes and reserves it, maps it.
+pub fn create(path: [*:0]const u8, staging_bytes: u64, channel: *Channel, os_error: *i32) Status {
+    if (staging_bytes < staging_bytes_min or staging_bytes > staging_bytes_max) return .invalid_argument;
+    if (!std.math.isPowerOfTwo(staging_bytes)) return .invalid_argument;
+    const total_bytes = header_bytes + staging_bytes;
+    const flags: linux.O = .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true, .CLOEXEC = true };
+    const fd_rc = linux.open(path, flags, 0o600);
+    if (linux.E.init(fd_rc) != .SUCCESS) {
+        os_error.* = errno_of(fd_rc);
+        return .io;
+    }
+    const fd: i32 = @intCast(fd_rc);
+    defer _ = linux.close(fd);
+    const reserved = linux.fallocate(fd, 0, 0, @intCast(total_bytes));
+    if (linux.E.init(reserved) != .SUCCESS) {
+        os_error.* = errno_of(reserved);
+        _ = linux.unlink(path);
+        return if (os_error.* == 28) .no_space else .io;
+    }
+    const status = map(fd, total_bytes, channel, os_error);
+    if (status != .ok) {
+        _ = linux.unlink(path);
+        return status;
+    }
+    const header = channel.header;
+    header.* = std.mem.zeroes(Header);
+    header.staging_bytes = staging_bytes;
+    header.version = version;
+    header.host_pid = linux.getpid();
+    @atomicStore(u32, &header.magic, magic, .release);
+    return .ok;
+}
+
+/// Maps an existing channel file (the worker's side) and checks that it is one.
+pub fn attach(path: [*:0]const u8, channel: *Channel, os_error: *i32) Status {
+    const fd_rc = linux.open(path, .{ .ACCMODE = .RDWR, .CLOEXEC = true }, 0);
+    if (linux.E.init(fd_rc) != .SUCCESS) {
+        os_error.* = errno_of(fd_rc);
+        return if (os_error.* == 2) .not_found else .io;
+    }
+    const fd: i32 = @intCast(fd_rc);
+    defer _ = linux.close(fd);
+    var info: linux.Statx = undefined;
+    const stat_rc = linux.statx(fd, "", linux.AT.EMPTY_PATH, linux.STATX_SIZE, &info);
+    if (linux.E.init(stat_rc) != .SUCCESS) return .io;
+    if (info.size < header_bytes + staging_bytes_min or info.size > header_bytes + staging_bytes_max) {
+        return .invalid_argument;
+    }
+    const status = map(fd, @intCast(info.size), channel, os_error);
+    if (status != .ok) return status;
+    const header = channel.header;
+    if (@atomicLoad(u32, &header.magic, .acquire) != magic or header.version != version or
+        header.staging_bytes + header_bytes != info.size)
+    {
+        close(channel);
+        return .invalid_argument;
+    }
+    channel.staging_bytes = header.staging_bytes;
+    @atomicStore(i32, &header.worker_pid, linux.getpid(), .release);
+    return .ok;
+}
+
+fn map(fd: i32, total_bytes: u64, channel: *Channel, os_error: *i32) Status {
+    const address = linux.mmap(null, @intCast(total_bytes), linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .SHARED }, fd, 0);
+    if (linux.E.init(address) != .SUCCESS) {
+        os_error.* = errno_of(address);
+        return .no_memory;
+    }
+    channel.* = .{
+        .header = @ptrFromInt(address),
+        .staging = @ptrFromInt(address + header_bytes),
+        .staging_bytes = total_bytes - header_bytes,
+        .total_bytes = @intCast(total_bytes),
+        .worker_pidfd = -1,
+    };
+    return .ok;
+}
+
+pub fn close(channel: *Channel) void {
+    if (channel.worker_pidfd >= 0) _ = linux.close(channel.worker_pidfd);
+    _ = linux.munmap(@ptrCast(channel.header), channel.total_bytes);
+    channel.worker_pidfd = -1;
+}
+
+/// Host: remember the worker process, so waits notice at once when it dies.
+pub fn watch(channel: *Channel, pid: i32) Status {
+    if (pid <= 0) return .invalid_argument;
+    const rc = linux.syscall2(.pidfd_open, @as(usize, @intCast(pid)), 0);
+    if (linux.E.init(rc) != .SUCCESS) return if (errno_of(rc) == 3) .not_found else .io;
+    if (channel.worker_pidfd >= 0) _ = linux.close(channel.worker_pidfd);
+    channel.worker_pidfd = @intCast(rc);
+    return .ok;
+}
+
+fn worker_exited(channel: *const Channel) bool {
+    if (channel.worker_pidfd < 0) return false;
+    var fds = [_]linux.pollfd{.{ .fd = channel.worker_pidfd, .events = linux.POLL.IN, .revents = 0 }};
+    const rc = linux.poll(&fds, 1, 0);
+    return linux.E.init(rc) == .SUCCESS and rc == 1;
+}
+
+fn futex_wait(word: *const u32, expected: u32, timeout_ns: u64) void {
+    const timeout: linux.timespec = .{
+        .sec = @intCast(timeout_ns / std.time.ns_per_s),
+        .nsec = @intCast(timeout_ns % std.time.ns_per_s),
+    };
+    // Not private: the word is shared between processes. EAGAIN (changed already), EINTR and
+    // ETIMEDOUT all mean "look again", which the callers do.
+    _ = linux.futex_4arg(word, .{ .cmd = .WAIT, .private = false }, expected, &timeout);
+}
+
+fn futex_wake(word: *const u32) void {
+    _ = linux.futex_3arg(word, .{ .cmd = .WAKE, .private = false }, 1);
+}
+
+fn now_ns() u64 {
+    var time: linux.timespec = undefined;
+    _ = linux.clock_gettime(.MONOTONIC, &time);
+    return @as(u64, @intCast(time.sec)) * std.time.ns_per_s + @as(u64, @intCast(time.nsec));
+}
+
+/// How long a side spins (checking the other's word) before it sleeps in the futex. Measured
+/// trade-off: spinning costs a core, sleeping costs two syscalls and a scheduler wake-up.
+pub const spin_ns_max: u64 = 50 * std.time.ns_per_us;
+/// The host's futex sleeps are this long, so a dead worker is noticed within it.
+const host_sleep_ns: u64 = 5 * std.time.ns_per_ms;
+/// The worker's futex sleeps are this long, so an orphaned worker notices within it.
+const worker_sleep_ns: u64 = 100 * std.time.ns_per_ms;
+
+/// Host: publish the request already written into the header.
+pub fn post_request(channel: *Channel) void {
+    const header = channel.header;
+    assert(@atomicLoad(u32, &header.response_sequence, .acquire) == header.request_sequence);
+    _ = @atomicRmw(u32, &header.request_sequence, .Add, 1, .seq_cst);
+    if (@atomicLoad(u32, &header.worker_sleeping, .seq_cst) != 0) futex_wake(&header.request_sequence);
+}
+
+pub const WaitResult = enum { done, worker_gone, timed_out };
+
+/// Host: wait until the worker answered the outstanding request, died, or `timeout_ns` passed.
+pub fn wait_response(channel: *Channel, timeout_ns: u64) WaitResult {
+    const header = channel.header;
+    const wanted = @atomicLoad(u32, &header.request_sequence, .acquire);
+    const start = now_ns();
+    var spins: u32 = 0;
+    while (true) {
+        if (@atomicLoad(u32, &header.response_sequence, .acquire) == wanted) return .done;
+        spins +%= 1;
+        if (spins % 64 != 0) {
+            std.atomic.spinLoopHint();
+            continue;
+        }
+        const elapsed = now_ns() - start;
+        if (elapsed >= timeout_ns) return .timed_out;
+        if (elapsed < spin_ns_max) continue;
+        if (worker_exited(channel)) {
+            // It may have answered just before it died.
+            if (@atomicLoad(u32, &header.response_sequence, .acquire) == wanted) return .done;
+            return .worker_gone;
+        }
+        @atomicStore(u32, &header.host_sleeping, 1, .seq_cst);
+        const seen = @atomicLoad(u32, &header.response_sequence, .seq_cst);
+        if (seen != wanted) futex_wait(&header.response_sequence, seen, @min(host_sleep_ns, timeout_ns - elapsed));
+        @atomicStore(u32, &header.host_sleeping, 0, .seq_cst);
+    }
+}
+
+/// Worker: wait for the next request after `served`. Returns false when the host is gone
+/// (this process was re-parented), so the worker can exit instead of lingering as an orphan.
+pub fn wait_request(channel: *Channel, served: u32, parent_pid: i32) bool {
+    const header = channel.header;
+    const start = now_ns();
+    var spins: u32 = 0;
+    // Runs until a request arrives or the host is gone: a server loop, unbounded by design.
+    while (true) {
+        if (@atomicLoad(u32, &header.request_sequence, .acquire) != served) return true;
+        spins +%= 1;
+        if (spins % 64 != 0) {
+            std.atomic.spinLoopHint();
+            continue;
+        }
+        if (now_ns() - start < spin_ns_max) continue;
+        if (linux.getppid() != parent_pid) return false;
+        @atomicStore(u32, &header.worker_sleeping, 1, .seq_cst);
+        if (@atomicLoad(u32, &header.request_sequence, .seq_cst) == served) {
+            futex_wait(&header.request_sequence, served, worker_sleep_ns);
+        }
+        @atomicStore(u32, &header.worker_sleeping, 0, .seq_cst);
+    }
+}
+
+/// Worker: publish the response to request `sequence`, already written into the header.
+pub fn post_response(channel: *Channel, sequence: u32) void {
+    const header = channel.header;
+    @atomicStore(u32, &header.response_sequence, sequence, .seq_cst);
+    if (@atomicLoad(u32, &header.host_sleeping, .seq_cst) != 0) futex_wake(&header.response_sequence);
+}
