@@ -4,10 +4,11 @@
  *
  * @module
  */
-import { fileURLToPath } from "node:url";
 import { native } from "./library.ts";
-import { errorCodeOf, Status } from "./status.ts";
-import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
+import { Status } from "./status.ts";
+import { GuardmapError, MapClosedError, type MappedOperation } from "./errors.ts";
+import { callError } from "./call_error.ts";
+import { MODES, openError, resolveOpen } from "./open_options.ts";
 
 /**
  * How a file is mapped, as in `numpy.memmap`:
@@ -68,7 +69,6 @@ export interface ElementArrayConstructor<T extends ElementArray> {
   readonly BYTES_PER_ELEMENT: number;
 }
 
-const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
 const ADVICE: Record<Advice, number> = {
   normal: 0,
   sequential: 1,
@@ -76,7 +76,6 @@ const ADVICE: Record<Advice, number> = {
   willneed: 3,
   dontneed: 4,
 };
-const OFFSET_MAX = 2n ** 63n - 1n;
 const OPEN_FLAG_LENGTH_GIVEN = 1;
 
 // One detail record per isolate, written by the library only when a call fails. Reused so the
@@ -153,22 +152,7 @@ export class MappedFile implements Disposable {
    * ```
    */
   static open(path: string | URL, options: OpenOptions = {}): MappedFile {
-    const filePath = pathString(path);
-    const mode = options.mode ?? "r";
-    if (!Object.hasOwn(MODES, mode)) {
-      throw new TypeError(`mode must be "r", "r+", "w+" or "c", got ${JSON.stringify(mode)}`);
-    }
-    const offset = byteCount(options.offset ?? 0, "offset");
-    const length = options.length === undefined ? undefined : byteCount(options.length, "length");
-    if (length === 0n) throw new RangeError("length must be at least 1 byte");
-    if (mode === "w+" && length === undefined) {
-      throw new TypeError('mode "w+" creates the file and needs a length');
-    }
-    if (length !== undefined && offset + length > OFFSET_MAX) {
-      throw new RangeError(`offset + length (${offset + length}) exceeds the largest file offset`);
-    }
-    checkPermissions(filePath, mode);
-
+    const { path: filePath, mode, offset, length } = resolveOpen(path, options);
     const lib = native();
     const pathBytes = encoder.encode(filePath);
     const out = new Uint8Array(32);
@@ -315,7 +299,7 @@ export class MappedFile implements Disposable {
   flush(range: WindowRange = {}): void {
     const [position, length] = this.#range("flush", range);
     const status = native().gm_flush(this.#handle, position, length, detail);
-    if (status !== Status.ok) throw this.#rangeCallError(status, "flush", position, length);
+    if (status !== Status.ok) throw this.#copyError(status, "flush", position, length);
   }
 
   /**
@@ -338,7 +322,7 @@ export class MappedFile implements Disposable {
     const [position, length] = this.#range("advise", range);
     const status = native().gm_advise(this.#handle, position, length, ADVICE[advice], detail);
     if (status !== Status.ok) {
-      throw this.#rangeCallError(status, "advise", position, length);
+      throw this.#copyError(status, "advise", position, length);
     }
   }
 
@@ -381,7 +365,7 @@ export class MappedFile implements Disposable {
   fileSize(): number {
     if (this.#closed) throw new MapClosedError("fileSize", this.path);
     const status = native().gm_file_size(this.#handle, sizeOut);
-    if (status !== Status.ok) throw this.#rangeCallError(status, "check", 0, 0);
+    if (status !== Status.ok) throw this.#copyError(status, "check", 0, 0);
     return Number(sizeView.getBigUint64(0, true));
   }
 
@@ -460,126 +444,27 @@ export class MappedFile implements Disposable {
     return [position, length];
   }
 
-  #copyError(status: number, operation: MappedOperation, position: number, length: number): Error {
-    if (status === Status.io || status === Status.bad_address || status === Status.no_space) {
-      return this.#faultError(status, operation, position, length);
-    }
-    return this.#rangeCallError(status, operation, position, length);
-  }
-
-  #faultError(status: number, operation: MappedOperation, position: number, length: number) {
-    const copied = Number(detailView.getBigUint64(0, true));
-    const faultOffset = Number(detailView.getBigUint64(8, true));
-    const signalNumber = detailView.getInt32(20, true);
-    // prefault reports the failing page itself; a copy reports how far it got.
-    let failedAt = operation === "prefault" ? faultOffset : position + copied;
-    let fileSize: number | undefined;
-    if (native().gm_file_size(this.#handle, sizeOut) === Status.ok) {
-      fileSize = Number(sizeView.getBigUint64(0, true));
-    }
-    const reason = fileSize !== undefined && fileSize <= this.offset + failedAt
-      ? "truncated"
-      : "io";
-    if (reason === "truncated") {
-      // The kernel serves the page holding the new end in full, zeros after the end, and faults
-      // only at the next page. Those zeros are not file data: count only up to the real end.
-      failedAt = Math.max(position, Math.min(failedAt, fileSize! - this.offset));
-    }
-    const bytesTransferred = operation === "prefault" ? copied : failedAt - position;
-    const fileOffset = this.offset + failedAt;
-    const signal = signalName(signalNumber);
-    const cause = reason === "truncated"
-      ? `the file was truncated to ${fileSize} bytes while mapped`
-      : status === Status.no_space
-      ? "the device is full"
-      : "the device or file system reported an I/O error";
-    const moved = operation === "read" || operation === "write"
-      ? `; ${bytesTransferred} of ${length} bytes were ${operation === "read" ? "read" : "written"}`
-      : "";
-    const advice = reason === "truncated"
-      ? "Map the file again over its current size."
-      : "Check the device; the same call succeeds again once the storage recovers.";
-    return new MappedIOError(
-      `${operation} failed at file offset ${fileOffset} (window position ${failedAt}) of ` +
-        `"${this.path}": ${cause}${signal ? ` (${signal})` : ""}${moved}. ${advice}`,
-      {
-        code: errorCodeOf(status),
-        status,
-        path: this.path,
-        osError: detailView.getInt32(16, true),
-        operation,
-        position: failedAt,
-        fileOffset,
-        bytesTransferred,
-        reason,
-        fileSize,
-        signal,
+  #copyError(
+    status: number,
+    operation: MappedOperation | "advise",
+    position: number,
+    length: number,
+  ): Error {
+    return callError(status, {
+      operation,
+      position,
+      length,
+      path: this.path,
+      mode: this.mode,
+      windowOffset: this.offset,
+      windowLength: this.byteLength,
+      detail: detailView,
+      fileSize: () => {
+        if (native().gm_file_size(this.#handle, sizeOut) !== Status.ok) return undefined;
+        return Number(sizeView.getBigUint64(0, true));
       },
-    );
+    });
   }
-
-  #rangeCallError(status: number, operation: string, position: number, length: number): Error {
-    switch (status) {
-      case Status.invalid_argument:
-        return new RangeError(
-          `${operation}: position and length must be non-negative integers, got ` +
-            `position ${position} and length ${length}`,
-        );
-      case Status.out_of_range:
-        return new RangeError(
-          `${operation}: [${position}, ${position + length}) is outside the window ` +
-            `[0, ${this.byteLength}) of "${this.path}"`,
-        );
-      case Status.bad_handle:
-        return new MapClosedError(operation, this.path);
-      case Status.read_only:
-        return new GuardmapError(
-          `cannot ${operation} "${this.path}": it is mapped read-only (mode "${this.mode}"); ` +
-            `open it with mode "r+" (or "c" for private changes)`,
-          { code: errorCodeOf(status), status, path: this.path },
-        );
-      case Status.not_supported:
-        return new GuardmapError(
-          `cannot ${operation} "${this.path}" in mode "${this.mode}": not supported there`,
-          { code: errorCodeOf(status), status, path: this.path },
-        );
-      case Status.io:
-      case Status.no_space:
-        return this.#faultError(status, operation as MappedOperation, position, length);
-      default:
-        return new GuardmapError(
-          `${operation} on "${this.path}" failed: ${errorCodeOf(status)} (status ${status}, ` +
-            `os error ${detailView.getInt32(16, true)})`,
-          { code: errorCodeOf(status), status, path: this.path },
-        );
-    }
-  }
-}
-
-function pathString(path: string | URL): string {
-  if (path instanceof URL) return fileURLToPath(path);
-  if (typeof path !== "string" || path.length === 0) {
-    throw new TypeError(`path must be a non-empty string or a file: URL, got ${String(path)}`);
-  }
-  return path;
-}
-
-function byteCount(value: number | bigint, name: string): bigint {
-  if (typeof value === "bigint") {
-    if (value < 0n || value > OFFSET_MAX) {
-      throw new RangeError(`${name} must be between 0 and 2^63 - 1 bytes, got ${value}`);
-    }
-    return value;
-  }
-  if (typeof value !== "number") {
-    throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
-  }
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(
-      `${name} must be a non-negative integer number of bytes (a bigint above 2^53), got ${value}`,
-    );
-  }
-  return BigInt(value);
 }
 
 function elementPosition(index: number, bytesPerElement: number): number {
@@ -587,74 +472,4 @@ function elementPosition(index: number, bytesPerElement: number): number {
     throw new RangeError(`index must be a non-negative integer, got ${index}`);
   }
   return index * bytesPerElement;
-}
-
-function checkPermissions(path: string, mode: MapMode): void {
-  const needed: ("read" | "write")[] = mode === "r+" || mode === "w+"
-    ? ["read", "write"]
-    : ["read"];
-  for (const name of needed) {
-    let state = Deno.permissions.querySync({ name, path }).state;
-    if (state === "prompt") state = Deno.permissions.requestSync({ name, path }).state;
-    if (state !== "granted") {
-      throw new Deno.errors.NotCapable(
-        `guardmap: mapping "${path}" in mode "${mode}" needs ${name} access; ` +
-          `run with --allow-${name}=${path}`,
-      );
-    }
-  }
-}
-
-function signalName(signal: number): string | undefined {
-  if (signal === 0) return undefined;
-  if (Deno.build.os === "windows") {
-    return signal === -1073741818 ? "EXCEPTION_IN_PAGE_ERROR" : "EXCEPTION_ACCESS_VIOLATION";
-  }
-  return signal === 7 ? "SIGBUS" : signal === 11 ? "SIGSEGV" : `signal ${signal}`;
-}
-
-function openError(
-  status: number,
-  osError: number,
-  path: string,
-  mode: MapMode,
-  offset: bigint,
-  length: bigint | undefined,
-): Error {
-  const where = `"${path}" (mode "${mode}", offset ${offset}` +
-    `${length === undefined ? "" : `, length ${length}`})`;
-  const withCode = <E extends Error>(error: E): E =>
-    Object.assign(error, { code: errorCodeOf(status) });
-  switch (status) {
-    case Status.not_found:
-      return withCode(new Deno.errors.NotFound(`guardmap: cannot map ${where}: no such file`));
-    case Status.permission_denied:
-      return withCode(
-        new Deno.errors.PermissionDenied(
-          `guardmap: cannot map ${where}: the OS denied access (errno ${osError})`,
-        ),
-      );
-    case Status.is_directory:
-      return withCode(
-        new Deno.errors.IsADirectory(`guardmap: cannot map ${where}: it is a directory`),
-      );
-    case Status.empty_window:
-      return new RangeError(
-        `guardmap: cannot map ${where}: the window would be empty (the file ends at the offset)`,
-      );
-    case Status.window_past_end:
-      return new RangeError(
-        `guardmap: cannot map ${where}: the window reaches past the end of the file; ` +
-          `use a smaller length, or mode "w+" to create the file at that size`,
-      );
-    case Status.invalid_argument:
-    case Status.overflow:
-      return new RangeError(`guardmap: cannot map ${where}: invalid offset or length`);
-    default:
-      return new GuardmapError(
-        `guardmap: cannot map ${where}: ${errorCodeOf(status)} (status ${status}, ` +
-          `os error ${osError})`,
-        { code: errorCodeOf(status), status, path, osError },
-      );
-  }
 }

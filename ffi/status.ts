@@ -36,6 +36,8 @@ export const Status: {
   readonly not_supported: 17;
   readonly not_regular_file: 18;
   readonly handler_not_installed: 19;
+  readonly worker_gone: 20;
+  readonly timed_out: 21;
   readonly unexpected: 99;
 } = {
   ok: 0,
@@ -58,6 +60,8 @@ export const Status: {
   not_supported: 17,
   not_regular_file: 18,
   handler_not_installed: 19,
+  worker_gone: 20,
+  timed_out: 21,
   unexpected: 99,
 };
 
@@ -99,5 +103,7 @@ const ERROR_CODES: Record<number, string> = {
   [Status.not_supported]: "ENOTSUP",
   [Status.not_regular_file]: "NOT_REGULAR_FILE",
   [Status.handler_not_installed]: "NO_FAULT_HANDLER",
+  [Status.worker_gone]: "WORKER_GONE",
+  [Status.timed_out]: "ETIMEDOUT",
   [Status.unexpected]: "UNEXPECTED",
 };

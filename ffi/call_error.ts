@@ -1,0 +1,144 @@
+/**
+ * Turns a failed call's status and detail record into the error users see. Shared by
+ * `MappedFile` (in-process) and `MapPool` (through a worker). Internal.
+ *
+ * @module
+ */
+import { errorCodeOf, Status } from "./status.ts";
+import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
+
+/** What was being done, on which window, and where to find the details. */
+export interface CallContext {
+  /** The operation, as named in errors. */
+  operation: MappedOperation | "advise";
+  /** Window position and length of the call. */
+  position: number;
+  length: number;
+  /** The mapped file. */
+  path: string;
+  mode: string;
+  /** File offset and length of the window. */
+  windowOffset: number;
+  windowLength: number;
+  /** The library's 32-byte detail record for this call. */
+  detail: DataView;
+  /** The file's current size, if it can be had. */
+  fileSize: () => number | undefined;
+}
+
+/**
+ * The error for `status` (not ok) from a call described by `call`.
+ *
+ * @example
+ * ```ts
+ * import { callError } from "./call_error.ts";
+ * const error = callError(2, {
+ *   operation: "read", position: 10, length: 5, path: "/tmp/x", mode: "r",
+ *   windowOffset: 0, windowLength: 12, detail: new DataView(new ArrayBuffer(32)),
+ *   fileSize: () => 12,
+ * });
+ * console.log(error instanceof RangeError); // true
+ * ```
+ */
+export function callError(status: number, call: CallContext): Error {
+  const { operation, position, length, path } = call;
+  switch (status) {
+    case Status.io:
+    case Status.bad_address:
+    case Status.no_space:
+      return faultError(status, call);
+    case Status.invalid_argument:
+      return new RangeError(
+        `${operation}: position and length must be non-negative integers, got ` +
+          `position ${position} and length ${length}`,
+      );
+    case Status.out_of_range:
+      return new RangeError(
+        `${operation}: [${position}, ${position + length}) is outside the window ` +
+          `[0, ${call.windowLength}) of "${path}"`,
+      );
+    case Status.bad_handle:
+      return new MapClosedError(operation, path);
+    case Status.read_only:
+      return new GuardmapError(
+        `cannot ${operation} "${path}": it is mapped read-only (mode "${call.mode}"); ` +
+          `open it with mode "r+" (or "c" for private changes)`,
+        { code: errorCodeOf(status), status, path },
+      );
+    case Status.not_supported:
+      return new GuardmapError(
+        `cannot ${operation} "${path}" in mode "${call.mode}": not supported there`,
+        { code: errorCodeOf(status), status, path },
+      );
+    default:
+      return new GuardmapError(
+        `${operation} on "${path}" failed: ${errorCodeOf(status)} (status ${status}, ` +
+          `os error ${call.detail.getInt32(16, true)})`,
+        { code: errorCodeOf(status), status, path },
+      );
+  }
+}
+
+function faultError(status: number, call: CallContext): MappedIOError {
+  const { detail, position, length, windowOffset, path } = call;
+  const operation = call.operation === "advise" ? "check" : call.operation;
+  const copied = Number(detail.getBigUint64(0, true));
+  const faultOffset = Number(detail.getBigUint64(8, true));
+  // prefault reports the failing page itself; a copy reports how far it got; flush and advise
+  // report no place, only that the range failed.
+  let failedAt = operation === "prefault"
+    ? faultOffset
+    : operation === "read" || operation === "write"
+    ? position + copied
+    : position;
+  const fileSize = call.fileSize();
+  const reason = fileSize !== undefined && fileSize <= windowOffset + failedAt ? "truncated" : "io";
+  if (reason === "truncated") {
+    // The kernel serves the page holding the new end in full, zeros after the end, and faults
+    // only at the next page. Those zeros are not file data: count only up to the real end.
+    failedAt = Math.max(position, Math.min(failedAt, fileSize! - windowOffset));
+  }
+  const bytesTransferred = operation === "prefault" ? copied : failedAt - position;
+  const fileOffset = windowOffset + failedAt;
+  const signal = signalName(detail.getInt32(20, true));
+  const cause = reason === "truncated"
+    ? `the file was truncated to ${fileSize} bytes while mapped`
+    : status === Status.no_space
+    ? "the device is full"
+    : operation === "flush"
+    ? "writing the dirty pages back failed"
+    : "the device or file system reported an I/O error";
+  const moved = operation === "read" || operation === "write"
+    ? `; ${bytesTransferred} of ${length} bytes were ${operation === "read" ? "read" : "written"}`
+    : "";
+  const advice = reason === "truncated"
+    ? "Map the file again over its current size."
+    : operation === "flush"
+    ? "The data is not safely in the file; write it again once the storage recovers."
+    : "Check the device; the same call succeeds again once the storage recovers.";
+  return new MappedIOError(
+    `${operation} failed at file offset ${fileOffset} (window position ${failedAt}) of ` +
+      `"${path}": ${cause}${signal ? ` (${signal})` : ""}${moved}. ${advice}`,
+    {
+      code: errorCodeOf(status),
+      status,
+      path,
+      osError: detail.getInt32(16, true),
+      operation,
+      position: failedAt,
+      fileOffset,
+      bytesTransferred,
+      reason,
+      fileSize,
+      signal,
+    },
+  );
+}
+
+function signalName(signal: number): string | undefined {
+  if (signal === 0) return undefined;
+  if (Deno.build.os === "windows") {
+    return signal === -1073741818 ? "EXCEPTION_IN_PAGE_ERROR" : "EXCEPTION_ACCESS_VIOLATION";
+  }
+  return signal === 7 ? "SIGBUS" : signal === 11 ? "SIGSEGV" : `signal ${signal}`;
+}
