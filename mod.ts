@@ -5,6 +5,9 @@
  * - {@linkcode MappedFile} maps any window of a file of any size (64-bit offsets, only the
  *   window is mapped) and copies in and out through guarded routines: a truncated file or a
  *   failing disk becomes a {@linkcode MappedIOError}, not a SIGBUS.
+ * - {@linkcode MapPool} keeps mappings in supervised worker processes: code that touches mapped
+ *   memory directly (a `run` kernel on a zero-copy view) can only kill a worker, which is
+ *   restarted; the call rejects with {@linkcode WorkerCrashedError}.
  *
  * Needs `--allow-ffi`, plus `--allow-read` (and `--allow-write` for modes `"r+"` and `"w+"`) for
  * the files it maps.
@@ -42,6 +45,9 @@ export {
   MappedIOError,
   type MappedIOErrorOptions,
   type MappedOperation,
+  WorkerCrashedError,
+  type WorkerCrashedErrorOptions,
 } from "./ffi/errors.ts";
+export { MapPool, type MapPoolOptions, type PoolFile } from "./workers/map_pool.ts";
 export { Status, type StatusName } from "./ffi/status.ts";
 export { type FaultGuardState, rearmFaultGuard } from "./ffi/fault_guard.ts";

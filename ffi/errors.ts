@@ -149,3 +149,68 @@ export class MapClosedError extends GuardmapError {
     this.name = "MapClosedError";
   }
 }
+
+/** Details of a {@linkcode WorkerCrashedError}. */
+export interface WorkerCrashedErrorOptions {
+  /** The call that was running when the worker died, such as `"read"` or `"run"`. */
+  operation: string;
+  /** The path of the file the call was on. */
+  path?: string;
+  /** The signal that ended the worker (`"SIGKILL"`, `"SIGBUS"`, `"SIGSEGV"`), if any. */
+  signal: Deno.Signal | null;
+  /** The worker's exit code (128 + signal number when a signal ended it). */
+  exitCode: number | null;
+  /** Why: the worker died, or it did not answer in time and was killed. */
+  reason: "crashed" | "timed_out";
+  /** The last lines the worker wrote to stderr (an uncaught exception's message, say). */
+  stderr: string;
+}
+
+/**
+ * A `MapPool` worker process died (or stopped answering and was killed) while running a call.
+ * The host is unaffected; the pool has restarted the worker and re-opened its files, so the
+ * next call on the same handle works.
+ *
+ * @example
+ * ```ts
+ * import { WorkerCrashedError } from "./errors.ts";
+ * const error = new WorkerCrashedError({
+ *   operation: "read", signal: "SIGKILL", exitCode: 137, reason: "crashed", stderr: "",
+ * });
+ * console.log(error.code, error.signal); // "WORKER_CRASHED" "SIGKILL"
+ * ```
+ */
+export class WorkerCrashedError extends GuardmapError {
+  /** The call that was running when the worker died. */
+  readonly operation: string;
+  /** The signal that ended the worker, if any. */
+  readonly signal: Deno.Signal | null;
+  /** The worker's exit code. */
+  readonly exitCode: number | null;
+  /** `"crashed"`, or `"timed_out"` when the pool killed a worker that stopped answering. */
+  readonly reason: "crashed" | "timed_out";
+  /** The last lines the worker wrote to stderr. */
+  readonly stderr: string;
+
+  /** Creates the error; guardmap's own code does this, users rarely need to. */
+  constructor(options: WorkerCrashedErrorOptions) {
+    const how = options.reason === "timed_out"
+      ? "stopped answering and was killed"
+      : options.signal
+      ? `was killed by ${options.signal}`
+      : `exited with code ${options.exitCode}`;
+    const where = options.path === undefined ? "" : ` on "${options.path}"`;
+    const tail = options.stderr.trim() === "" ? "" : `\nworker stderr:\n${options.stderr.trim()}`;
+    super(
+      `the MapPool worker running ${options.operation}${where} ${how}; the pool restarted it ` +
+        `and the next call will run on the new worker${tail}`,
+      { code: "WORKER_CRASHED", status: 20, path: options.path },
+    );
+    this.name = "WorkerCrashedError";
+    this.operation = options.operation;
+    this.signal = options.signal;
+    this.exitCode = options.exitCode;
+    this.reason = options.reason;
+    this.stderr = options.stderr;
+  }
+}

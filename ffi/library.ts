@@ -36,6 +36,53 @@ const symbols = {
   gm_advise: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_prefault: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
+  // MapPool channels (workers/).
+  gm_channel_create: { parameters: ["buffer", "usize", "f64", "buffer"], result: "i32" },
+  gm_channel_attach: { parameters: ["buffer", "usize", "buffer"], result: "i32" },
+  gm_channel_close: { parameters: ["u32"], result: "i32" },
+  gm_channel_unlink: { parameters: ["buffer", "usize"], result: "i32" },
+  gm_channel_address: { parameters: ["u32"], result: "pointer" },
+  gm_channel_watch: { parameters: ["u32", "i32"], result: "i32" },
+  gm_channel_post: {
+    parameters: ["u32", "u32", "u32", "f64", "f64", "f64", "u32"],
+    result: "i32",
+  },
+  gm_channel_wait: { parameters: ["u32", "f64", "buffer"], result: "i32" },
+  // The same function on Deno's blocking thread pool: the host's event loop keeps running while
+  // a worker runs a kernel or opens a file.
+  gm_channel_wait_async: {
+    name: "gm_channel_wait",
+    parameters: ["u32", "f64", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  gm_channel_call: {
+    parameters: ["u32", "u32", "u32", "f64", "f64", "u32", "f64", "buffer"],
+    result: "i32",
+  },
+  gm_pool_read: {
+    parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "buffer"],
+    result: "i32",
+  },
+  gm_pool_write: {
+    parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "buffer"],
+    result: "i32",
+  },
+  gm_pool_read_async: {
+    name: "gm_pool_read",
+    parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  gm_pool_write_async: {
+    name: "gm_pool_write",
+    parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  gm_channel_serve: { parameters: ["u32", "i32"], result: "i32" },
+  gm_channel_reply: { parameters: ["u32", "i32", "f64"], result: "i32" },
+  gm_worker_bind_to_parent: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's functions, as `Deno.dlopen` types them. */

@@ -275,6 +275,26 @@ export fn gm_channel_address(handle: u32) ?*anyopaque {
     return @ptrCast(lease.slot.mapping.header);
 }
 
+/// Host: removes a channel file's name once both processes have it mapped (or the start
+/// failed). Only names this library makes are accepted: "/dev/shm/guardmap-...".
+export fn gm_channel_unlink(path: ?[*]const u8, path_length: usize) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    var path_buffer: [path_length_max]u8 = undefined;
+    const path_z = copy_path(path, path_length, &path_buffer) orelse return code(.invalid_argument);
+    const prefix = "/dev/shm/guardmap-";
+    if (!std.mem.startsWith(u8, path_z, prefix) or std.mem.indexOf(u8, path_z, "/..") != null or
+        std.mem.indexOfScalarPos(u8, path_z, prefix.len, '/') != null)
+    {
+        return code(.invalid_argument);
+    }
+    const rc = std.os.linux.unlink(path_z);
+    return switch (std.os.linux.E.init(rc)) {
+        .SUCCESS => code(.ok),
+        .NOENT => code(.not_found),
+        else => code(.io),
+    };
+}
+
 /// Host: watch the worker process `pid`, so waits end at once when it exits.
 export fn gm_channel_watch(handle: u32, pid: i32) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);

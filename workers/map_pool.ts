@@ -1,0 +1,873 @@
+/**
+ * `MapPool`: mappings kept in supervised worker processes, so that a fault nothing can recover
+ * from (user code touching a lost page through a zero-copy view, a segfault, a signal) kills a
+ * worker, never the host. Bytes travel through shared memory (zig/src/channel.zig), not pipes.
+ *
+ * @module
+ */
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+import { libraryPath, native } from "../ffi/library.ts";
+import { Status } from "../ffi/status.ts";
+import { GuardmapError, MapClosedError, WorkerCrashedError } from "../ffi/errors.ts";
+import { callError } from "../ffi/call_error.ts";
+import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
+import type {
+  Advice,
+  MapMode,
+  OpenOptions,
+  PrefaultOptions,
+  WindowRange,
+} from "../ffi/mapped_file.ts";
+import {
+  type FailureAnswer,
+  HEADER,
+  HEADER_BYTES,
+  Op,
+  type OpenAnswer,
+  type OpenRequest,
+  readPayload,
+  type RunRequest,
+  writePayload,
+} from "./protocol.ts";
+
+/** Options of {@linkcode MapPool}. */
+export interface MapPoolOptions {
+  /** Number of worker processes; default 2. Files are spread over them round-robin. */
+  workers?: number;
+  /**
+   * Extra paths the workers may read or write with Deno's own APIs: where `run` kernels live
+   * (outside guardmap's own directory) and whatever they read. Mapped files need no entry here:
+   * the host checks its own permissions for them before a worker maps them.
+   */
+  permissions?: { read?: (string | URL)[]; write?: (string | URL)[] };
+  /** Size of each worker's shared staging area in bytes, a power of two; default 4 MiB. */
+  stagingBytes?: number;
+  /** How long a read, write, flush, prefault or advise may take; default 30 000 ms. */
+  callTimeoutMs?: number;
+  /** How long `run` may take; default: no limit. */
+  runTimeoutMs?: number;
+  /** How long a new worker may take to start; default 10 000 ms. */
+  startTimeoutMs?: number;
+  /**
+   * Restart policy. A worker that dies is restarted at once; a worker that dies before it
+   * completed a single call counts as a failed start, and failed starts back off exponentially
+   * (`backoffMs`, doubling, at most `backoffMaxMs`). After `maxFailedStarts` in a row the pool
+   * gives up: calls then throw a GuardmapError with code `"POOL_FAILED"`.
+   */
+  restart?: { maxFailedStarts?: number; backoffMs?: number; backoffMaxMs?: number };
+}
+
+/** A file mapped in a {@linkcode MapPool} worker. Same window rules as `MappedFile`. */
+export interface PoolFile extends AsyncDisposable {
+  /** The path of the file. */
+  readonly path: string;
+  /** The mode the file was mapped with. */
+  readonly mode: MapMode;
+  /** File offset of the window's first byte. */
+  readonly offset: number;
+  /** Length of the window in bytes. */
+  readonly byteLength: number;
+  /** Copies `target.byteLength` bytes from window `position` into `target`. */
+  read(target: ArrayBufferView, position?: number): Promise<number>;
+  /** Copies `source` into the window at `position`. */
+  write(source: ArrayBufferView, position?: number): Promise<number>;
+  /** Writes dirty pages back and waits for the device; throws MappedIOError on failure. */
+  flush(range?: WindowRange): Promise<void>;
+  /** Faults pages in; a page that cannot be read throws MappedIOError at its offset. */
+  prefault(options?: PrefaultOptions): Promise<void>;
+  /** Tells the worker's kernel how the window will be used. */
+  advise(advice: Advice, range?: WindowRange): Promise<void>;
+  /**
+   * Runs export `name` of `module` inside the worker as `name(view, ...args)`, where `view` is
+   * a zero-copy `Uint8Array` over the window, and returns its (awaited) result, copied back by
+   * structured clone (JSON values, typed arrays, Maps, bigints, ...). `module` is a URL, or a
+   * path resolved against the current directory; the workers must be allowed to read it (it is
+   * if it lies inside guardmap's directory or `permissions.read`). If the kernel crashes the
+   * worker, or throws, the call rejects with {@linkcode WorkerCrashedError} and the worker is
+   * restarted.
+   */
+  run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T>;
+  /** Unmaps the file in its worker. Idempotent. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_STAGING_BYTES = 4 * 1024 * 1024;
+/** Transfers at least this large run on Deno's blocking pool, so the event loop keeps going. */
+const ASYNC_TRANSFER_BYTES = 1024 * 1024;
+/** The time limit passed to the library for "no limit" (about 285 years). */
+const NO_TIMEOUT_MS = 2 ** 53;
+const STDERR_TAIL_BYTES = 4096;
+const ADVICE: Record<Advice, number> = {
+  normal: 0,
+  sequential: 1,
+  random: 2,
+  willneed: 3,
+  dontneed: 4,
+};
+
+/**
+ * A pool of supervised worker processes that hold file mappings for this process.
+ *
+ * A worker that dies (a signal, an uncaught exception, `Deno.exit`) is noticed at once: every
+ * call running on it rejects with {@linkcode WorkerCrashedError}, a new worker starts, and the
+ * files it had open are opened again (same path, mode and window), so the next call on the same
+ * handle works. The host itself never maps the files.
+ *
+ * Workers run with `--allow-ffi`, read access to guardmap's own directory and
+ * `permissions.read`, write access to `permissions.write`, and nothing else; they are killed
+ * when the host exits and `close()` leaves no process, descriptor or shared-memory file behind.
+ * Linux only for now.
+ *
+ * @example Read through a worker and sum bytes in it with a kernel
+ * ```ts
+ * import { MapPool } from "../mod.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array([1, 2, 3, 4]));
+ * await using pool = new MapPool({ workers: 1 });
+ * const file = await pool.open(path);
+ * const bytes = new Uint8Array(2);
+ * await file.read(bytes, 2);
+ * console.log(bytes); // Uint8Array(2) [ 3, 4 ]
+ * ```
+ */
+export class MapPool implements AsyncDisposable {
+  #options: Required<Omit<MapPoolOptions, "permissions" | "restart">> & {
+    read: string[];
+    write: string[];
+    maxFailedStarts: number;
+    backoffMs: number;
+    backoffMaxMs: number;
+  };
+  #workers: PoolWorker[];
+  #next = 0;
+  #restarts = 0;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #failure: GuardmapError | undefined;
+
+  /** Creates the pool; workers start on first use. */
+  constructor(options: MapPoolOptions = {}) {
+    const workers = options.workers ?? 2;
+    if (!Number.isSafeInteger(workers) || workers < 1 || workers > 64) {
+      throw new RangeError(`workers must be an integer from 1 to 64, got ${workers}`);
+    }
+    const stagingBytes = options.stagingBytes ?? DEFAULT_STAGING_BYTES;
+    if (
+      !Number.isSafeInteger(stagingBytes) || stagingBytes < 65536 || stagingBytes > 2 ** 28 ||
+      (stagingBytes & (stagingBytes - 1)) !== 0
+    ) {
+      throw new RangeError(
+        `stagingBytes must be a power of two from 64 KiB to 256 MiB, got ${stagingBytes}`,
+      );
+    }
+    if (Deno.build.os !== "linux") {
+      throw new GuardmapError("MapPool runs on Linux only for now; use MappedFile", {
+        code: "ENOTSUP",
+        status: Status.not_supported,
+      });
+    }
+    this.#options = {
+      workers,
+      stagingBytes,
+      callTimeoutMs: timeout(options.callTimeoutMs, 30_000, "callTimeoutMs"),
+      runTimeoutMs: timeout(options.runTimeoutMs, NO_TIMEOUT_MS, "runTimeoutMs"),
+      startTimeoutMs: timeout(options.startTimeoutMs, 10_000, "startTimeoutMs"),
+      read: pathList(options.permissions?.read),
+      write: pathList(options.permissions?.write),
+      maxFailedStarts: options.restart?.maxFailedStarts ?? 5,
+      backoffMs: options.restart?.backoffMs ?? 50,
+      backoffMaxMs: options.restart?.backoffMaxMs ?? 2000,
+    };
+    this.#workers = Array.from({ length: workers }, (_, index) => new PoolWorker(index));
+  }
+
+  /** How many workers were restarted after dying. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /** The process ids of the running workers (for monitoring and tests). */
+  get pids(): number[] {
+    return this.#workers.filter((worker) => worker.alive).map((worker) => worker.life!.pid);
+  }
+
+  /**
+   * Maps a window of `path` in one of the workers. Same options and errors as
+   * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
+   */
+  async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
+    const resolved = resolveOpen(path, options);
+    const worker = this.#workers[this.#next++ % this.#workers.length];
+    const answer = await this.#exclusive(worker, "open", resolved.path, () => {
+      return this.#openOn(worker, resolved);
+    });
+    const file = new PoolFileImpl(this, worker, resolved, answer);
+    worker.files.add(file);
+    return file;
+  }
+
+  /** Stops every worker and unmaps everything. Idempotent. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= Promise.all(this.#workers.map((worker) => this.#stop(worker))).then(
+      () => {},
+    );
+    return this.#closing;
+  }
+
+  /** Same as `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // --- calls -----------------------------------------------------------------------------
+
+  /** Runs `body` on `worker` after the calls queued before it, with a live worker. */
+  #exclusive<T>(
+    worker: PoolWorker,
+    operation: string,
+    path: string,
+    body: () => T | Promise<T>,
+  ): Promise<T> {
+    const call = worker.queue.then(async () => {
+      await this.#ensureAlive(worker);
+      const life = worker.life!;
+      life.inCall = true;
+      try {
+        const result = await body();
+        life.completedCalls++;
+        return result;
+      } catch (error) {
+        if (error instanceof WorkerGone) throw await this.#crashed(life, operation, path, error);
+        throw error;
+      } finally {
+        life.inCall = false;
+      }
+    });
+    worker.queue = call.catch(() => {});
+    return call;
+  }
+
+  /** Throws WorkerGone for the two statuses that mean the worker is no longer answering. */
+  #check(status: number): number {
+    if (status === Status.worker_gone) throw new WorkerGone(false);
+    if (status === Status.timed_out) throw new WorkerGone(true);
+    return status;
+  }
+
+  async #openOn(worker: PoolWorker, resolved: ResolvedOpen): Promise<OpenAnswer> {
+    const request: OpenRequest = {
+      path: resolved.path,
+      mode: MODES[resolved.mode],
+      offset: resolved.offset,
+      length: resolved.length,
+    };
+    const status = await this.#control(worker, Op.open, 0, request, this.#options.startTimeoutMs);
+    const answer = readPayload<OpenAnswer>(worker.staging, worker.resultBytes());
+    if (status !== Status.ok) {
+      throw openError(
+        status,
+        answer.osError,
+        resolved.path,
+        resolved.mode,
+        resolved.offset,
+        resolved.length,
+      );
+    }
+    return answer;
+  }
+
+  /** Posts a control request with a payload and waits for it off the event loop. */
+  async #control(
+    worker: PoolWorker,
+    op: number,
+    handle: number,
+    payload: unknown,
+    timeoutMs: number,
+  ): Promise<number> {
+    const lib = native();
+    const length = payload === undefined ? 0 : writePayload(worker.staging, payload);
+    const posted = lib.gm_channel_post(worker.channel, op, handle, 0, length, 0, 0);
+    if (posted !== Status.ok) throw new WorkerGone(false);
+    return this.#check(await lib.gm_channel_wait_async(worker.channel, timeoutMs, worker.detail));
+  }
+
+  /** Reads or writes through the worker; large transfers leave the event loop free. */
+  transfer(
+    file: PoolFileImpl,
+    kind: "read" | "write",
+    bytes: Uint8Array,
+    position: number,
+  ): Promise<number> {
+    return this.#exclusive(file.worker, kind, file.path, async () => {
+      const lib = native();
+      const worker = file.worker;
+      const length = bytes.byteLength;
+      const timeoutMs = this.#options.callTimeoutMs;
+      const large = length >= ASYNC_TRANSFER_BYTES;
+      const call = kind === "read"
+        ? (large ? lib.gm_pool_read_async : lib.gm_pool_read)
+        : (large ? lib.gm_pool_write_async : lib.gm_pool_write);
+      const status = this.#check(
+        await call(worker.channel, file.handle, position, bytes, length, timeoutMs, worker.detail),
+      );
+      if (status !== Status.ok) throw this.#callError(file, status, kind, position, length);
+      return length;
+    });
+  }
+
+  /** flush, prefault and advise: one request the worker's native loop serves. */
+  request(
+    file: PoolFileImpl,
+    operation: "flush" | "prefault" | "advise",
+    range: [number, number],
+    argument: number,
+  ): Promise<void> {
+    const op = operation === "flush"
+      ? Op.flush
+      : operation === "prefault"
+      ? Op.prefault
+      : Op.advise;
+    return this.#exclusive(file.worker, operation, file.path, () => {
+      const lib = native();
+      const worker = file.worker;
+      const [position, length] = range;
+      const status = this.#check(
+        lib.gm_channel_call(
+          worker.channel,
+          op,
+          file.handle,
+          position,
+          length,
+          argument,
+          this.#options.callTimeoutMs,
+          worker.detail,
+        ),
+      );
+      if (status !== Status.ok) throw this.#callError(file, status, operation, position, length);
+    });
+  }
+
+  run<T>(file: PoolFileImpl, module: string | URL, name: string, args: unknown[]): Promise<T> {
+    const url = moduleUrl(module);
+    return this.#exclusive(file.worker, "run", file.path, async () => {
+      const worker = file.worker;
+      const request: RunRequest = {
+        handle: file.handle,
+        length: file.byteLength,
+        module: url,
+        name,
+        args,
+      };
+      const status = await this.#control(
+        worker,
+        Op.run,
+        file.handle,
+        request,
+        this.#options.runTimeoutMs,
+      );
+      if (status === Status.ok) return readPayload<T>(worker.staging, worker.resultBytes());
+      const failure = worker.resultBytes() > 0
+        ? readPayload<FailureAnswer>(worker.staging, worker.resultBytes()).message
+        : `status ${status}`;
+      throw new GuardmapError(`run ${name} from ${url} on "${file.path}": ${failure}`, {
+        code: status === Status.not_found ? "KERNEL_NOT_FOUND" : "RESULT_TOO_LARGE",
+        status,
+        path: file.path,
+      });
+    });
+  }
+
+  closeFile(file: PoolFileImpl): Promise<void> {
+    return this.#exclusive(file.worker, "close", file.path, async () => {
+      file.worker.files.delete(file);
+      await this.#control(
+        file.worker,
+        Op.close,
+        file.handle,
+        undefined,
+        this.#options.callTimeoutMs,
+      );
+    });
+  }
+
+  #callError(
+    file: PoolFileImpl,
+    status: number,
+    operation: "read" | "write" | "flush" | "prefault" | "advise",
+    position: number,
+    length: number,
+  ): Error {
+    return callError(status, {
+      operation,
+      position,
+      length,
+      path: file.path,
+      mode: file.mode,
+      windowOffset: file.offset,
+      windowLength: file.byteLength,
+      detail: file.worker.detailView,
+      fileSize: () => {
+        try {
+          return Deno.statSync(file.path).size;
+        } catch {
+          return undefined;
+        }
+      },
+    });
+  }
+
+  // --- supervision -----------------------------------------------------------------------
+
+  async #ensureAlive(worker: PoolWorker): Promise<void> {
+    if (this.#closed) {
+      throw new GuardmapError("the MapPool is closed; create a new one", {
+        code: "POOL_CLOSED",
+        status: Status.bad_handle,
+      });
+    }
+    if (this.#failure !== undefined) throw this.#failure;
+    if (worker.alive) return;
+    worker.starting ??= this.#startWithBackoff(worker).finally(() => {
+      worker.starting = undefined;
+    });
+    await worker.starting;
+  }
+
+  async #startWithBackoff(worker: PoolWorker): Promise<void> {
+    const restart = worker.generation > 0;
+    // Bounded: at most maxFailedStarts attempts, then the pool fails for good.
+    while (true) {
+      if (worker.failedStarts >= this.#options.maxFailedStarts) {
+        this.#failure = new GuardmapError(
+          `MapPool gave up: worker ${worker.index} failed to start or died before completing a ` +
+            `call ${worker.failedStarts} times in a row. Last error: ${worker.lastStartError}`,
+          { code: "POOL_FAILED", status: Status.unexpected },
+        );
+        throw this.#failure;
+      }
+      if (worker.failedStarts > 0) {
+        const delay = Math.min(
+          this.#options.backoffMaxMs,
+          this.#options.backoffMs * 2 ** (worker.failedStarts - 1),
+        );
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+      try {
+        await this.#start(worker);
+        await this.#reopen(worker);
+        if (restart) this.#restarts++;
+        return;
+      } catch (error) {
+        worker.failedStarts++;
+        worker.lastStartError = error instanceof Error ? error.message : String(error);
+        await this.#reap(worker);
+      }
+    }
+  }
+
+  async #start(worker: PoolWorker): Promise<void> {
+    const lib = native();
+    worker.generation++;
+    const channelPath = `/dev/shm/guardmap-${Deno.pid}-${worker.index}-${worker.generation}-` +
+      crypto.randomUUID().slice(0, 8);
+    const pathBytes = new TextEncoder().encode(channelPath);
+    const out = new Uint8Array(32);
+    const created = lib.gm_channel_create(
+      pathBytes,
+      BigInt(pathBytes.byteLength),
+      this.#options.stagingBytes,
+      out,
+    );
+    if (created !== Status.ok) {
+      throw new GuardmapError(
+        `cannot create the worker channel ${channelPath} (status ${created})`,
+        {
+          code: "CHANNEL",
+          status: created,
+        },
+      );
+    }
+    worker.attachChannel(new DataView(out.buffer).getUint32(0, true), this.#options.stagingBytes);
+    try {
+      worker.spawn(this.#workerArgs(channelPath));
+      if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {
+        throw new Error(`worker process ${worker.life!.pid} exited at once`);
+      }
+      const status = await this.#control(
+        worker,
+        Op.ping,
+        0,
+        undefined,
+        this.#options.startTimeoutMs,
+      );
+      if (status !== Status.ok) {
+        throw new Error(`the worker answered its first request with ${status}`);
+      }
+    } catch (error) {
+      const detail = error instanceof WorkerGone
+        ? (error.timedOut ? "did not answer in time" : "exited")
+        : (error instanceof Error ? error.message : String(error));
+      throw new Error(
+        `worker ${worker.index} failed to start: ${detail}. ${
+          worker.life?.stderrTail.trim() ?? ""
+        }`,
+      );
+    } finally {
+      // Both sides have it mapped (or the start failed): the name is no longer needed.
+      lib.gm_channel_unlink(pathBytes, BigInt(pathBytes.byteLength));
+    }
+    const life = worker.life!;
+    life.alive = true;
+    life.exited.then(() => this.#onExit(worker, life));
+  }
+
+  #workerArgs(channelPath: string): string[] {
+    const entry = new URL("./worker.ts", import.meta.url);
+    const root = new URL("..", import.meta.url);
+    const read = [
+      ...(root.protocol === "file:" ? [fileURLToPath(root)] : []),
+      ...this.#options.read,
+    ];
+    const args = [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      "--allow-ffi",
+      `--allow-env=GUARDMAP_LIB`,
+    ];
+    if (read.length > 0) args.push(`--allow-read=${read.join(",")}`);
+    if (this.#options.write.length > 0) args.push(`--allow-write=${this.#options.write.join(",")}`);
+    args.push(
+      entry.protocol === "file:" ? fileURLToPath(entry) : entry.href,
+      channelPath,
+      `${Deno.pid}`,
+    );
+    return args;
+  }
+
+  /** Re-opens the files a restarted worker had, with the same path, mode and window. */
+  async #reopen(worker: PoolWorker): Promise<void> {
+    for (const file of worker.files) {
+      try {
+        file.reopened(await this.#openOn(worker, file.resolved));
+      } catch (error) {
+        if (error instanceof WorkerGone) throw error;
+        // The file cannot be opened again (deleted, say): calls on it will say so.
+        file.broken(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+
+  #onExit(worker: PoolWorker, life: Life): void {
+    life.alive = false;
+    if (worker.life !== life) return; // An older process: already replaced.
+    // A worker that died in a call was killed by that call (a crashing kernel, a kill): it had
+    // started fine. One that died idle before completing any call counts as a failed start.
+    if (life.inCall || life.completedCalls > 0) worker.failedStarts = 0;
+    else worker.failedStarts++;
+    if (this.#closed || this.#failure !== undefined) return;
+    // Start the replacement now rather than on the next call; failures surface on that call.
+    this.#ensureAlive(worker).catch(() => {});
+  }
+
+  /** The error for a call whose worker died or stopped answering. */
+  async #crashed(
+    life: Life,
+    operation: string,
+    path: string,
+    gone: WorkerGone,
+  ): Promise<WorkerCrashedError> {
+    if (gone.timedOut) life.kill();
+    const status = await life.exitedWithin(2000);
+    return new WorkerCrashedError({
+      operation,
+      path,
+      signal: status?.signal ?? null,
+      exitCode: status?.code ?? null,
+      reason: gone.timedOut ? "timed_out" : "crashed",
+      stderr: life.stderrTail,
+    });
+  }
+
+  async #reap(worker: PoolWorker): Promise<void> {
+    const life = worker.life;
+    if (life !== undefined) {
+      life.kill();
+      await life.exitedWithin(5000);
+    }
+    await worker.closeChannel();
+  }
+
+  async #stop(worker: PoolWorker): Promise<void> {
+    // Let running calls finish for a moment; a worker still busy after that is killed, and its
+    // call rejects with WorkerCrashedError.
+    await within(worker.queue, 1000);
+    await worker.starting?.catch(() => {});
+    if (worker.alive) {
+      try {
+        await this.#control(worker, Op.exit, 0, undefined, 1000);
+      } catch {
+        // Already gone, or not answering: killed below.
+      }
+    }
+    for (const file of worker.files) file.broken(new MapClosedError("use", file.path));
+    worker.files.clear();
+    await this.#reap(worker);
+  }
+}
+
+/** Thrown inside a call when the worker died or timed out; turned into WorkerCrashedError. */
+class WorkerGone extends Error {
+  constructor(readonly timedOut: boolean) {
+    super(timedOut ? "worker timed out" : "worker gone");
+  }
+}
+
+/** One worker slot: the current process, its channel, and the calls queued for it. */
+class PoolWorker {
+  readonly index: number;
+  generation = 0;
+  channel = 0;
+  staging: Uint8Array = new Uint8Array(0);
+  #header: DataView = new DataView(new ArrayBuffer(HEADER_BYTES));
+  detail: Uint8Array = new Uint8Array(32);
+  detailView: DataView = new DataView(this.detail.buffer);
+  files: Set<PoolFileImpl> = new Set();
+  queue: Promise<unknown> = Promise.resolve();
+  starting: Promise<void> | undefined;
+  failedStarts = 0;
+  lastStartError = "";
+  /** The current process; undefined before the first start. */
+  life: Life | undefined;
+
+  constructor(index: number) {
+    this.index = index;
+  }
+
+  get alive(): boolean {
+    return this.life?.alive ?? false;
+  }
+
+  attachChannel(channel: number, stagingBytes: number): void {
+    const lib = native();
+    this.channel = channel;
+    const region = Deno.UnsafePointerView.getArrayBuffer(
+      lib.gm_channel_address(channel)!,
+      HEADER_BYTES + stagingBytes,
+    );
+    this.#header = new DataView(region, 0, HEADER_BYTES);
+    this.staging = new Uint8Array(region, HEADER_BYTES, stagingBytes);
+  }
+
+  resultBytes(): number {
+    return Number(this.#header.getBigUint64(HEADER.resultBytes, true));
+  }
+
+  spawn(args: string[]): void {
+    this.life = new Life(args);
+  }
+
+  async closeChannel(): Promise<void> {
+    if (this.channel === 0) return;
+    const lib = native();
+    // A wait on Deno's blocking pool may still hold the channel for up to 5 ms after the worker
+    // died: retry a bounded number of times.
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const status = lib.gm_channel_close(this.channel);
+      if (status !== Status.busy) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    this.channel = 0;
+    this.staging = new Uint8Array(0);
+  }
+}
+
+/** One worker process, from spawn to exit. */
+class Life {
+  readonly pid: number;
+  readonly exited: Promise<Deno.CommandStatus>;
+  alive = false;
+  inCall = false;
+  completedCalls = 0;
+  stderrTail = "";
+  #child: Deno.ChildProcess;
+  #status: Deno.CommandStatus | undefined;
+  #pump: Promise<void>;
+
+  constructor(args: string[]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      // NO_COLOR: the stderr tail goes into error messages, without escape codes.
+      env: { GUARDMAP_LIB: libraryPath()!, NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#child = child;
+    this.pid = child.pid;
+    this.#pump = this.#collectStderr(child.stderr);
+    this.exited = child.status.then((status) => {
+      this.#status = status;
+      return status;
+    });
+  }
+
+  async #collectStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      this.stderrTail = (this.stderrTail + decoder.decode(chunk, { stream: true }))
+        .slice(-STDERR_TAIL_BYTES);
+    }
+  }
+
+  kill(): void {
+    if (this.#status !== undefined) return;
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // It exited between the check and the kill.
+    }
+  }
+
+  /** The exit status, once the process has exited and its stderr is read; undefined if late. */
+  async exitedWithin(milliseconds: number): Promise<Deno.CommandStatus | undefined> {
+    const status = await within(this.exited, milliseconds);
+    if (status !== undefined) await within(this.#pump, milliseconds);
+    return status;
+  }
+}
+
+/** The PoolFile handed to users. */
+class PoolFileImpl implements PoolFile {
+  readonly path: string;
+  readonly mode: MapMode;
+  readonly offset: number;
+  readonly byteLength: number;
+  readonly resolved: ResolvedOpen;
+  readonly worker: PoolWorker;
+  handle: number;
+  #pool: MapPool;
+  #closed = false;
+  #broken: Error | undefined;
+
+  constructor(pool: MapPool, worker: PoolWorker, resolved: ResolvedOpen, answer: OpenAnswer) {
+    this.#pool = pool;
+    this.worker = worker;
+    this.resolved = resolved;
+    this.path = resolved.path;
+    this.mode = resolved.mode;
+    this.offset = Number(resolved.offset);
+    this.byteLength = answer.length;
+    this.handle = answer.handle;
+  }
+
+  reopened(answer: OpenAnswer): void {
+    this.handle = answer.handle;
+  }
+
+  broken(error: Error): void {
+    this.#broken = error;
+  }
+
+  #usable(operation: string): void {
+    if (this.#closed) throw new MapClosedError(operation, this.path);
+    if (this.#broken !== undefined) throw this.#broken;
+  }
+
+  read(target: ArrayBufferView, position: number = 0): Promise<number> {
+    return this.#transfer("read", target, position);
+  }
+
+  write(source: ArrayBufferView, position: number = 0): Promise<number> {
+    return this.#transfer("write", source, position);
+  }
+
+  async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
+    this.#usable(kind);
+    const bytes = view instanceof Uint8Array
+      ? view
+      : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    return await this.#pool.transfer(this, kind, bytes, position);
+  }
+
+  async flush(range: WindowRange = {}): Promise<void> {
+    this.#usable("flush");
+    await this.#pool.request(this, "flush", this.#range(range), 0);
+  }
+
+  async prefault(options: PrefaultOptions = {}): Promise<void> {
+    this.#usable("prefault");
+    await this.#pool.request(this, "prefault", this.#range(options), options.write ? 1 : 0);
+  }
+
+  async advise(advice: Advice, range: WindowRange = {}): Promise<void> {
+    this.#usable("advise");
+    if (!Object.hasOwn(ADVICE, advice)) {
+      throw new TypeError(`advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${advice}`);
+    }
+    await this.#pool.request(this, "advise", this.#range(range), ADVICE[advice]);
+  }
+
+  async run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T> {
+    this.#usable("run");
+    return await this.#pool.run<T>(this, module, name, args);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#broken !== undefined) return;
+    await this.#pool.closeFile(this);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #range(range: WindowRange): [number, number] {
+    const position = range.position ?? 0;
+    return [position, range.length ?? this.byteLength - position];
+  }
+}
+
+/** Resolves with `promise`'s value, or with undefined after `milliseconds`. */
+async function within<T>(promise: Promise<T>, milliseconds: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), milliseconds);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function timeout(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive whole number of milliseconds, got ${value}`);
+  }
+  return value;
+}
+
+function pathList(paths: (string | URL)[] | undefined): string[] {
+  return (paths ?? []).map((path) => {
+    const text = path instanceof URL ? fileURLToPath(path) : resolve(path);
+    if (text.includes(",")) {
+      throw new TypeError(`MapPool permission paths cannot contain a comma: ${text}`);
+    }
+    return text;
+  });
+}
+
+function moduleUrl(module: string | URL): string {
+  if (module instanceof URL) return module.href;
+  try {
+    return new URL(module).href;
+  } catch {
+    return pathToFileURL(resolve(module)).href;
+  }
+}

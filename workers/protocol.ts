@@ -1,0 +1,96 @@
+/**
+ * What the MapPool host and its workers say to each other through the channel, beyond the data
+ * requests the native code serves itself. Internal.
+ *
+ * Control requests carry a structured-clone payload (`node:v8` serialize) at the start of the
+ * staging area; the answer comes back the same way.
+ *
+ * @module
+ */
+import { deserialize, serialize } from "node:v8";
+
+/** Operation numbers; 1 to 5 are served natively (zig/src/channel.zig). */
+export const Op = {
+  read: 1,
+  write: 2,
+  flush: 3,
+  prefault: 4,
+  advise: 5,
+  open: 16,
+  close: 17,
+  run: 18,
+  ping: 19,
+  exit: 20,
+} as const;
+
+/** Bytes before the staging area in the channel (zig/src/channel.zig `header_bytes`). */
+export const HEADER_BYTES = 4096;
+/** Header field offsets used from JavaScript (checked by comptime asserts in channel.zig). */
+export const HEADER = { length: 56, status: 80, resultBytes: 88 } as const;
+
+/** Request of `Op.open`. */
+export interface OpenRequest {
+  path: string;
+  mode: number;
+  offset: bigint;
+  length: bigint | undefined;
+}
+
+/** Answer of `Op.open`. */
+export interface OpenAnswer {
+  handle: number;
+  length: number;
+  osError: number;
+}
+
+/** Request of `Op.run`. */
+export interface RunRequest {
+  handle: number;
+  length: number;
+  module: string;
+  name: string;
+  args: unknown[];
+}
+
+/** An answer carrying a message instead of a result (a failed import, a result too large). */
+export interface FailureAnswer {
+  message: string;
+}
+
+/**
+ * Writes `value` at the start of `staging`; returns its length. Throws a RangeError when it
+ * does not fit.
+ *
+ * @example
+ * ```ts
+ * import { readPayload, writePayload } from "./protocol.ts";
+ * const staging = new Uint8Array(1024);
+ * const length = writePayload(staging, { a: 1n });
+ * console.log(readPayload(staging, length)); // { a: 1n }
+ * ```
+ */
+export function writePayload(staging: Uint8Array, value: unknown): number {
+  const bytes = serialize(value);
+  if (bytes.byteLength > staging.byteLength) {
+    throw new RangeError(
+      `a message of ${bytes.byteLength} bytes does not fit the pool's staging area of ` +
+        `${staging.byteLength} bytes; raise MapPool's stagingBytes or send less`,
+    );
+  }
+  staging.set(bytes, 0);
+  return bytes.byteLength;
+}
+
+/**
+ * Reads a value written by {@linkcode writePayload}.
+ *
+ * @example
+ * ```ts
+ * import { readPayload, writePayload } from "./protocol.ts";
+ * const staging = new Uint8Array(64);
+ * console.log(readPayload(staging, writePayload(staging, "hi"))); // "hi"
+ * ```
+ */
+export function readPayload<T>(staging: Uint8Array, length: number): T {
+  return deserialize(staging.subarray(0, length)) as T;
+}

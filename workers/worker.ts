@@ -1,0 +1,156 @@
+/**
+ * A MapPool worker process. Started by the pool as
+ * `deno run <narrow permissions> workers/worker.ts <channel path> <host pid>`, with the
+ * library's path in GUARDMAP_LIB. It maps the files the host asks for and serves reads and
+ * writes natively (zig/src/channel.zig) until a request needs JavaScript: open, close, run a
+ * kernel, ping, exit.
+ *
+ * Anything that goes wrong beyond recovery here (a kernel touching a lost page, a segfault, an
+ * uncaught exception, `Deno.exit`) ends this process only; the host restarts it.
+ *
+ * @module
+ */
+import { native } from "../ffi/library.ts";
+import { Status } from "../ffi/status.ts";
+import {
+  HEADER,
+  HEADER_BYTES,
+  Op,
+  type OpenAnswer,
+  type OpenRequest,
+  readPayload,
+  type RunRequest,
+  writePayload,
+} from "./protocol.ts";
+
+const [channelPath, hostPid] = Deno.args;
+if (channelPath === undefined || hostPid === undefined) {
+  console.error("usage: worker.ts <channel path> <host pid> (started by MapPool)");
+  Deno.exit(2);
+}
+
+const lib = native();
+// Die with the host: the kernel sends SIGKILL when the parent exits, and the serve loop also
+// notices a changed parent within 100 ms.
+lib.gm_worker_bind_to_parent();
+
+const encoder = new TextEncoder();
+const attached = new Uint8Array(32);
+const pathBytes = encoder.encode(channelPath);
+const attachStatus = lib.gm_channel_attach(pathBytes, BigInt(pathBytes.byteLength), attached);
+if (attachStatus !== Status.ok) {
+  console.error(`guardmap worker: cannot attach to ${channelPath} (status ${attachStatus})`);
+  Deno.exit(3);
+}
+const channel = new DataView(attached.buffer).getUint32(0, true);
+const stagingBytes = Number(new DataView(attached.buffer).getBigUint64(8, true));
+const region = Deno.UnsafePointerView.getArrayBuffer(
+  lib.gm_channel_address(channel)!,
+  HEADER_BYTES + stagingBytes,
+);
+const header = new DataView(region, 0, HEADER_BYTES);
+const staging = new Uint8Array(region, HEADER_BYTES, stagingBytes);
+
+/** Zero-copy views of the open maps, for kernels. */
+const views = new Map<number, ArrayBuffer>();
+
+function reply(status: number, value?: unknown): void {
+  const length = value === undefined ? 0 : writePayload(staging, value);
+  lib.gm_channel_reply(channel, status, length);
+}
+
+function requestPayload<T>(): T {
+  return readPayload<T>(staging, Number(header.getBigUint64(HEADER.length, true)));
+}
+
+function open(): void {
+  const request = requestPayload<OpenRequest>();
+  const bytes = encoder.encode(request.path);
+  const out = new Uint8Array(32);
+  const status = lib.gm_open(
+    bytes,
+    BigInt(bytes.byteLength),
+    request.mode,
+    request.offset,
+    request.length ?? 0n,
+    request.length === undefined ? 0 : 1,
+    out,
+  );
+  const view = new DataView(out.buffer);
+  const answer: OpenAnswer = {
+    handle: view.getUint32(0, true),
+    length: Number(view.getBigUint64(8, true)),
+    osError: view.getInt32(24, true),
+  };
+  reply(status, answer);
+}
+
+function close(): void {
+  const handle = header.getUint32(44, true);
+  // Detach first, so no kernel's leftover view can reach the unmapped pages.
+  views.get(handle)?.transfer(0);
+  views.delete(handle);
+  reply(lib.gm_close(handle));
+}
+
+async function run(): Promise<void> {
+  const request = requestPayload<RunRequest>();
+  let kernel: (view: Uint8Array, ...args: unknown[]) => unknown;
+  try {
+    const module = await import(request.module);
+    kernel = module[request.name];
+    if (typeof kernel !== "function") {
+      reply(Status.not_found, {
+        message: `${request.module} has no exported function "${request.name}"`,
+      });
+      return;
+    }
+  } catch (error) {
+    reply(Status.not_found, {
+      message: `cannot load ${request.module}: ${error instanceof Error ? error.message : error}`,
+    });
+    return;
+  }
+  let buffer = views.get(request.handle);
+  if (buffer === undefined) {
+    const pointer = lib.gm_address(request.handle);
+    if (pointer === null) return reply(Status.bad_handle);
+    buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, request.length);
+    views.set(request.handle, buffer);
+  }
+  // Not caught: an exception escaping a kernel ends this worker, like any other crash, and the
+  // host reports it as WorkerCrashedError with the message from stderr.
+  const result = await kernel(new Uint8Array(buffer), ...request.args);
+  try {
+    reply(Status.ok, result);
+  } catch (error) {
+    reply(Status.out_of_range, { message: error instanceof Error ? error.message : String(error) });
+  }
+}
+
+const parent = Number(hostPid);
+// Serves until the host says exit or is gone: a server loop, unbounded by design.
+while (true) {
+  const op = lib.gm_channel_serve(channel, parent);
+  if (op <= 0) Deno.exit(0); // The host is gone (or the channel is): nothing left to serve.
+  switch (op) {
+    case Op.open:
+      open();
+      break;
+    case Op.close:
+      close();
+      break;
+    case Op.run:
+      await run();
+      break;
+    case Op.ping:
+      reply(Status.ok);
+      break;
+    case Op.exit:
+      reply(Status.ok);
+      Deno.exit(0);
+      break;
+    default:
+      reply(Status.invalid_argument);
+  }
+}
