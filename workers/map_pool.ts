@@ -132,6 +132,44 @@ const ADVICE: Record<Advice, number> = {
  * ```
  */
 export class MapPool implements AsyncDisposable {
+  #core: PoolCore;
+
+  /** Creates the pool; workers start on first use. */
+  constructor(options: MapPoolOptions = {}) {
+    this.#core = new PoolCore(options);
+  }
+
+  /** How many workers were restarted after dying. */
+  get restarts(): number {
+    return this.#core.restarts;
+  }
+
+  /** The process ids of the running workers (for monitoring and tests). */
+  get pids(): number[] {
+    return this.#core.pids;
+  }
+
+  /**
+   * Maps a window of `path` in one of the workers. Same options and errors as
+   * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
+   */
+  open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
+    return this.#core.open(path, options);
+  }
+
+  /** Stops every worker and unmaps everything. Idempotent. */
+  close(): Promise<void> {
+    return this.#core.close();
+  }
+
+  /** Same as `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** The pool's machinery, behind the public {@linkcode MapPool}. */
+class PoolCore {
   #options: Required<Omit<MapPoolOptions, "permissions" | "restart">> & {
     read: string[];
     write: string[];
@@ -146,8 +184,7 @@ export class MapPool implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   #failure: GuardmapError | undefined;
 
-  /** Creates the pool; workers start on first use. */
-  constructor(options: MapPoolOptions = {}) {
+  constructor(options: MapPoolOptions) {
     const workers = options.workers ?? 2;
     if (!Number.isSafeInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`workers must be an integer from 1 to 64, got ${workers}`);
@@ -216,11 +253,6 @@ export class MapPool implements AsyncDisposable {
     return this.#closing;
   }
 
-  /** Same as `close()`, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
   // --- calls -----------------------------------------------------------------------------
 
   /** Runs `body` on `worker` after the calls queued before it, with a live worker. */
@@ -256,12 +288,17 @@ export class MapPool implements AsyncDisposable {
     return status;
   }
 
-  async #openOn(worker: PoolWorker, resolved: ResolvedOpen): Promise<OpenAnswer> {
+  async #openOn(
+    worker: PoolWorker,
+    resolved: ResolvedOpen,
+    reopenLength?: number,
+  ): Promise<OpenAnswer> {
     const request: OpenRequest = {
       path: resolved.path,
       mode: MODES[resolved.mode],
       offset: resolved.offset,
-      length: resolved.length,
+      length: reopenLength === undefined ? resolved.length : BigInt(reopenLength),
+      pastEnd: reopenLength !== undefined,
     };
     const status = await this.#control(worker, Op.open, 0, request, this.#options.startTimeoutMs);
     const answer = readPayload<OpenAnswer>(worker.staging, worker.resultBytes());
@@ -469,6 +506,8 @@ export class MapPool implements AsyncDisposable {
 
   async #start(worker: PoolWorker): Promise<void> {
     const lib = native();
+    // The previous process's channel (mapping and pidfd) goes before a new one is made.
+    await this.#reap(worker);
     worker.generation++;
     const channelPath = `/dev/shm/guardmap-${Deno.pid}-${worker.index}-${worker.generation}-` +
       crypto.randomUUID().slice(0, 8);
@@ -551,7 +590,9 @@ export class MapPool implements AsyncDisposable {
   async #reopen(worker: PoolWorker): Promise<void> {
     for (const file of worker.files) {
       try {
-        file.reopened(await this.#openOn(worker, file.resolved));
+        // The same window as before, even if the file shrank meanwhile: the guard reports
+        // what lies past the end, exactly as it did before the restart.
+        file.reopened(await this.#openOn(worker, file.resolved, file.byteLength));
       } catch (error) {
         if (error instanceof WorkerGone) throw error;
         // The file cannot be opened again (deleted, say): calls on it will say so.
@@ -568,8 +609,11 @@ export class MapPool implements AsyncDisposable {
     if (life.inCall || life.completedCalls > 0) worker.failedStarts = 0;
     else worker.failedStarts++;
     if (this.#closed || this.#failure !== undefined) return;
-    // Start the replacement now rather than on the next call; failures surface on that call.
-    this.#ensureAlive(worker).catch(() => {});
+    // Start the replacement now rather than on the next call (failures surface on that call),
+    // but behind the calls already queued: a call still waiting on the old channel must see
+    // the worker gone before the restart closes that channel.
+    const restart = worker.queue.then(() => this.#ensureAlive(worker));
+    worker.queue = restart.catch(() => {});
   }
 
   /** The error for a call whose worker died or stopped answering. */
@@ -579,6 +623,8 @@ export class MapPool implements AsyncDisposable {
     path: string,
     gone: WorkerGone,
   ): Promise<WorkerCrashedError> {
+    // Dead (or about to be killed) as of now, whenever Deno gets round to its exit status.
+    life.alive = false;
     if (gone.timedOut) life.kill();
     const status = await life.exitedWithin(2000);
     return new WorkerCrashedError({
@@ -748,11 +794,11 @@ class PoolFileImpl implements PoolFile {
   readonly resolved: ResolvedOpen;
   readonly worker: PoolWorker;
   handle: number;
-  #pool: MapPool;
+  #pool: PoolCore;
   #closed = false;
   #broken: Error | undefined;
 
-  constructor(pool: MapPool, worker: PoolWorker, resolved: ResolvedOpen, answer: OpenAnswer) {
+  constructor(pool: PoolCore, worker: PoolWorker, resolved: ResolvedOpen, answer: OpenAnswer) {
     this.#pool = pool;
     this.worker = worker;
     this.resolved = resolved;

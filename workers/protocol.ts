@@ -34,6 +34,8 @@ export interface OpenRequest {
   mode: number;
   offset: bigint;
   length: bigint | undefined;
+  /** Re-opening after a restart: keep the window even if the file has shrunk since. */
+  pastEnd: boolean;
 }
 
 /** Answer of `Op.open`. */

@@ -142,6 +142,7 @@ pub fn map_open(
     mode: Mode,
     offset: u64,
     length_requested: ?u64,
+    past_end: bool,
     mapping: *Mapping,
     file_size_out: *u64,
 ) ?OpenError {
@@ -153,7 +154,7 @@ pub fn map_open(
     };
     const fd = open(path, flags, @as(c_uint, 0o644));
     if (fd < 0) return fail(status_from_errno(errno()));
-    if (map_fd(fd, mode, offset, length_requested, mapping, file_size_out)) |failure| {
+    if (map_fd(fd, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
         _ = close(fd);
         return failure;
     }
@@ -166,6 +167,7 @@ fn map_fd(
     mode: Mode,
     offset: u64,
     length_requested: ?u64,
+    past_end: bool,
     mapping: *Mapping,
     file_size_out: *u64,
 ) ?OpenError {
@@ -183,7 +185,11 @@ fn map_fd(
         if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
         file_size_out.* = offset + length_bytes;
     } else {
-        if (window_zig.check_existing(info.size, offset, length_requested)) |status| return .{ .status = status, .os_error = 0 };
+        if (window_zig.check_existing(info.size, offset, length_requested)) |status| {
+            // Past the end is allowed on request (re-opening a window of a file that shrank):
+            // the kernel maps it, and touching a page past the end faults into the guard.
+            if (!(past_end and status == .window_past_end)) return .{ .status = status, .os_error = 0 };
+        }
         length_bytes = length_requested orelse info.size - offset;
         file_size_out.* = info.size;
     }

@@ -232,6 +232,7 @@ pub fn map_open(
     mode: Mode,
     offset: u64,
     length_requested: ?u64,
+    past_end: bool,
     mapping: *Mapping,
     file_size_out: *u64,
 ) ?OpenError {
@@ -258,7 +259,7 @@ pub fn map_open(
         null,
     );
     if (fd == windows.INVALID_HANDLE_VALUE) return fail_open(path_utf16);
-    if (map_file(fd, mode, offset, length_requested, mapping, file_size_out)) |failure| {
+    if (map_file(fd, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
         close_handle(fd);
         return failure;
     }
@@ -284,6 +285,7 @@ fn map_file(
     mode: Mode,
     offset: u64,
     length_requested: ?u64,
+    past_end: bool,
     mapping: *Mapping,
     file_size_out: *u64,
 ) ?OpenError {
@@ -300,6 +302,8 @@ fn map_file(
         if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
         file_size_out.* = offset + length_bytes;
     } else {
+        // `past_end` is not supported: a read-only section cannot reach past the file.
+        _ = past_end;
         if (window_zig.check_existing(size_bytes, offset, length_requested)) |status| return .{ .status = status, .os_error = 0 };
         length_bytes = length_requested orelse size_bytes - offset;
         file_size_out.* = size_bytes;

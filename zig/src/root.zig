@@ -31,6 +31,10 @@ pub const abi_version: u32 = 1;
 const path_length_max = 4096;
 /// gm_open flag: `length` is given (otherwise the window runs to the end of the file).
 const open_flag_length_given: u32 = 1;
+/// gm_open flag: map the window even where it reaches past the end of the file (modes r, r+
+/// and c). For re-opening a window that existed before the file shrank: pages past the end
+/// fault, and the guarded copies report it.
+const open_flag_past_end: u32 = 2;
 
 var table: handles.Table(os.Mapping) = .{};
 
@@ -81,14 +85,16 @@ export fn gm_open(
     if (std.mem.indexOfScalar(u8, path_buffer[0..path_length], 0) != null) return code(.invalid_argument);
     path_buffer[path_length] = 0;
     const mode = std.meta.intToEnum(Mode, mode_raw) catch return code(.invalid_argument);
-    if (flags & ~open_flag_length_given != 0) return code(.invalid_argument);
+    if (flags & ~(open_flag_length_given | open_flag_past_end) != 0) return code(.invalid_argument);
     const length_requested: ?u64 = if (flags & open_flag_length_given != 0) length else null;
+    const past_end = flags & open_flag_past_end != 0;
+    if (past_end and length_requested == null) return code(.invalid_argument);
 
     guard.os.install() catch return code(.handler_not_installed);
     const index = table.reserve() catch return code(.too_many_open);
     var mapping: os.Mapping = undefined;
     var file_size_bytes: u64 = 0;
-    if (os.map_open(path_buffer[0..path_length :0], mode, offset, length_requested, &mapping, &file_size_bytes)) |failure| {
+    if (os.map_open(path_buffer[0..path_length :0], mode, offset, length_requested, past_end, &mapping, &file_size_bytes)) |failure| {
         table.unreserve(index);
         result.os_error = failure.os_error;
         return code(failure.status);
