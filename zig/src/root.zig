@@ -18,6 +18,15 @@ const window_zig = @import("window.zig");
 const handles = @import("handles.zig");
 const guard = @import("guard.zig");
 const channel_zig = @import("channel.zig");
+const salvage = if (builtin.os.tag == .linux) @import("salvage.zig") else struct {
+    // Windows: salvage is refused at open (not_supported), so none of these is ever reached.
+    fn init(_: usize) void {}
+    fn register(_: u32, _: usize, _: usize, _: bool) void {}
+    fn unregister(_: u32) void {}
+    fn faults(_: u32) struct { count: u32, first_address: usize } {
+        return .{ .count = 0, .first_address = 0 };
+    }
+};
 
 pub const os = switch (builtin.os.tag) {
     .linux => @import("os_linux.zig"),
@@ -35,6 +44,9 @@ const open_flag_length_given: u32 = 1;
 /// and c). For re-opening a window that existed before the file shrank: pages past the end
 /// fault, and the guarded copies report it.
 const open_flag_past_end: u32 = 2;
+/// gm_open flag: salvage faults outside the guarded copy (Linux): a lost page of the window
+/// reads as zeros and the fault is reported by the map's next call. See salvage.zig.
+const open_flag_salvage: u32 = 4;
 
 var table: handles.Table(os.Mapping) = .{};
 
@@ -85,7 +97,9 @@ export fn gm_open(
     if (std.mem.indexOfScalar(u8, path_buffer[0..path_length], 0) != null) return code(.invalid_argument);
     path_buffer[path_length] = 0;
     const mode = std.meta.intToEnum(Mode, mode_raw) catch return code(.invalid_argument);
-    if (flags & ~(open_flag_length_given | open_flag_past_end) != 0) return code(.invalid_argument);
+    if (flags & ~(open_flag_length_given | open_flag_past_end | open_flag_salvage) != 0) return code(.invalid_argument);
+    const salvaged = flags & open_flag_salvage != 0;
+    if (salvaged and builtin.os.tag != .linux) return code(.not_supported);
     const length_requested: ?u64 = if (flags & open_flag_length_given != 0) length else null;
     const past_end = flags & open_flag_past_end != 0;
     if (past_end and length_requested == null) return code(.invalid_argument);
@@ -100,6 +114,11 @@ export fn gm_open(
         return code(failure.status);
     }
     assert(mapping.length_bytes > 0);
+    mapping.salvaged = salvaged;
+    if (salvaged) {
+        salvage.init(@intCast(os.page_size()));
+        salvage.register(index, mapping.base, mapping.map_length_bytes, mode.writable());
+    }
     result.handle = table.publish(index, mapping);
     result.length_bytes = mapping.length_bytes;
     result.file_size_bytes = file_size_bytes;
@@ -113,8 +132,23 @@ export fn gm_close(handle: u32) i32 {
         error.BadHandle => .bad_handle,
         error.Busy => .busy,
     });
+    if (slot.mapping.salvaged) salvage.unregister(handle & 0xffff);
     os.unmap(&slot.mapping);
     table.finish_close(slot);
+    return code(.ok);
+}
+
+/// For a map opened with salvage: how many faults were salvaged and the window offset of the
+/// lowest faulting address (out[0], out[1]); out[1] is 2^64 - 1 while there was none.
+export fn gm_salvage_faults(handle: u32, out: ?*align(1) [2]u64) i32 {
+    const result = out orelse return code(.invalid_argument);
+    const lease = table.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const mapping = &lease.slot.mapping;
+    if (!mapping.salvaged) return code(.invalid_argument);
+    const faults = salvage.faults(handle & 0xffff);
+    result[0] = faults.count;
+    result[1] = if (faults.count == 0) std.math.maxInt(u64) else faults.first_address -| mapping.window_address();
     return code(.ok);
 }
 
@@ -155,7 +189,39 @@ export fn gm_flush(handle: u32, position: f64, length: f64, detail: ?*align(1) D
     if (!window_zig.range_inside(range.position, range.length_bytes, mapping.length_bytes)) return code(.out_of_range);
     var os_error: i32 = 0;
     defer out.os_error = os_error;
-    return code(os.flush(mapping, range.position, range.length_bytes, &os_error));
+    const status = os.flush(mapping, range.position, range.length_bytes, &os_error);
+    if (status != .ok and mapping.mode.writable() and mapping.mode != .copy_on_write) {
+        // The kernel reports a write-back error once and marks the pages clean: the next flush
+        // would find nothing to write and succeed, although the data never reached the file.
+        // Dirty them again now, while their contents are still in memory, so the next flush
+        // really writes them (and fails again while the device does).
+        redirty_pages(mapping, range.position, range.length_bytes);
+    }
+    return code(status);
+}
+
+/// Rewrites one byte of every page of the range with its own value, through the guard: the
+/// write marks each page dirty. Pages that cannot be read are skipped.
+fn redirty_pages(mapping: *const os.Mapping, position: u64, length_bytes: u64) void {
+    if (length_bytes == 0) return;
+    const page: u64 = os.page_size();
+    const window_address: u64 = mapping.window_address();
+    const end = position + length_bytes;
+    const pages_max = length_bytes / page + 2;
+    var offset = position;
+    var pages: u64 = 0;
+    while (offset < end) : (pages += 1) {
+        assert(pages < pages_max);
+        const address: usize = @intCast(window_address + offset);
+        const byte: [*]u8 = @ptrFromInt(address);
+        var value: [1]u8 = undefined;
+        var frame = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
+        if (guard.copy(&value, byte, 1, &frame) == 0) {
+            var frame_write = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
+            _ = guard.copy(byte, &value, 1, &frame_write);
+        }
+        offset += ((address | (page - 1)) + 1) - address; // To the next page boundary.
+    }
 }
 
 export fn gm_advise(handle: u32, position: f64, length: f64, advice_raw: u32, detail: ?*align(1) Detail) i32 {
