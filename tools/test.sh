@@ -65,6 +65,20 @@ fi
 step "build the library (ReleaseSafe)"
 (cd zig && "$ZIG" build -Doptimize=ReleaseSafe)
 
+step "build faultfs, the fault-injecting FUSE file system (tests/fuse)"
+# tests/fuse/fault_fs.ts would build it on demand too; building here reports a compiler error as
+# a step of its own. Outside CI, a machine without libfuse3-dev skips it (and the FUSE tests).
+if [ -e /usr/include/fuse3/fuse.h ]; then
+  "$ZIG" fmt --check tests/fuse/build.zig
+  (cd tests/fuse && "$ZIG" build -Doptimize=ReleaseSafe)
+  ls tests/fuse/zig-out/bin/faultfs
+elif [ "${CI:-}" = "true" ]; then
+  echo "libfuse3-dev is missing; .ci/run installs it (apt-get install fuse3 libfuse3-dev)." >&2
+  failed=$((failed + 1))
+else
+  echo "SKIPPED: libfuse3-dev is not installed (apt-get install fuse3 libfuse3-dev)."
+fi
+
 step "deno test tests/"
 # --allow-all: the tests read /proc/self/{fd,maps,status}, which Deno 2.9 allows only then.
 count_tests "$DENO" test --allow-all tests/
