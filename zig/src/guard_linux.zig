@@ -9,6 +9,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const assert = std.debug.assert;
 const guard = @import("guard.zig");
+const salvage = @import("salvage.zig");
 
 pub const sigbus: c_int = 7;
 pub const sigsegv: c_int = 11;
@@ -169,6 +170,9 @@ fn on_fault(signal: c_int, info: *const SigInfo, context_opaque: ?*anyopaque) ca
             return;
         }
     }
+    // Outside the guarded copy: a lost page of a window opened with salvage reads as zeros from
+    // now on, and the map reports the fault on its next call.
+    if (signal == sigbus and salvage.try_salvage(info.fault_address)) return;
     const nested = chaining_depth.fetchAdd(1, .acq_rel) > 0;
     defer _ = chaining_depth.fetchSub(1, .acq_rel);
     const actions = if (nested) &original_actions else &previous_actions;

@@ -130,6 +130,8 @@ pub const Mapping = struct {
     length_bytes: u64,
     file_offset: u64,
     mode: Mode,
+    /// Opened with salvage (root.zig sets it after mapping; Linux only).
+    salvaged: bool = false,
 
     pub fn window_address(mapping: *const Mapping) usize {
         return mapping.base + mapping.delta_bytes;
