@@ -36,6 +36,7 @@ export {
   MappedFile,
   type OpenOptions,
   type PrefaultOptions,
+  type SalvagedFaults,
   type WindowRange,
 } from "./ffi/mapped_file.ts";
 export {

@@ -36,6 +36,7 @@ const symbols = {
   gm_advise: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_prefault: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
+  gm_salvage_faults: { parameters: ["u32", "buffer"], result: "i32" },
   // MapPool channels (workers/).
   gm_channel_create: { parameters: ["buffer", "usize", "f64", "buffer"], result: "i32" },
   gm_channel_attach: { parameters: ["buffer", "usize", "buffer"], result: "i32" },

@@ -6,7 +6,7 @@
  */
 import { native } from "./library.ts";
 import { Status } from "./status.ts";
-import { GuardmapError, MapClosedError, type MappedOperation } from "./errors.ts";
+import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
 import { MODES, openError, resolveOpen } from "./open_options.ts";
 
@@ -28,6 +28,23 @@ export interface OpenOptions {
   offset?: number | bigint;
   /** Length of the window in bytes; default: the rest of the file. Required for `"w+"`. */
   length?: number | bigint;
+  /**
+   * Linux, in-process only: let zero-copy views survive I/O errors. When code outside
+   * guardmap's copies (JavaScript reading `unsafeView()`, say) touches a page that cannot be
+   * read, guardmap maps a page of zeros there instead of letting SIGBUS kill the process: the
+   * access goes on and reads zeros. The fault is then reported by the map's next `read`,
+   * `write` or `check()` (once per new fault) and by every later `flush()`, because writes that
+   * landed on such a page never reach the file. See `faults`. Default false.
+   */
+  salvage?: boolean;
+}
+
+/** Faults salvaged on a map opened with `salvage: true`. */
+export interface SalvagedFaults {
+  /** How many pages were replaced by zeros. */
+  count: number;
+  /** File offset of the lowest faulting address, or undefined when there was none. */
+  fileOffset: number | undefined;
 }
 
 /** A hint to the kernel about how the window will be used (madvise). */
@@ -77,6 +94,7 @@ const ADVICE: Record<Advice, number> = {
   dontneed: 4,
 };
 const OPEN_FLAG_LENGTH_GIVEN = 1;
+const OPEN_FLAG_SALVAGE = 4;
 
 // One detail record per isolate, written by the library only when a call fails. Reused so the
 // copy path allocates nothing.
@@ -123,6 +141,9 @@ export class MappedFile implements Disposable {
   #handle: number;
   #closed = false;
   #view: ArrayBuffer | undefined;
+  #salvage = false;
+  /** Salvaged faults already reported by a read, write or check. */
+  #reportedFaults = 0;
 
   private constructor(path: string, mode: MapMode, handle: number, offset: number, length: number) {
     this.path = path;
@@ -162,7 +183,8 @@ export class MappedFile implements Disposable {
       MODES[mode],
       offset,
       length ?? 0n,
-      length === undefined ? 0 : OPEN_FLAG_LENGTH_GIVEN,
+      (length === undefined ? 0 : OPEN_FLAG_LENGTH_GIVEN) |
+        (options.salvage ? OPEN_FLAG_SALVAGE : 0),
       out,
     );
     const view = new DataView(out.buffer);
@@ -177,7 +199,9 @@ export class MappedFile implements Disposable {
         `the window ends at byte ${offset + windowLength}, past 2^53; map a smaller window`,
       );
     }
-    return new MappedFile(filePath, mode, handle, Number(offset), Number(windowLength));
+    const map = new MappedFile(filePath, mode, handle, Number(offset), Number(windowLength));
+    map.#salvage = options.salvage === true;
+    return map;
   }
 
   /** Whether `close()` was called. */
@@ -205,6 +229,7 @@ export class MappedFile implements Disposable {
       ? target
       : new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
     if (this.#closed) throw new MapClosedError("read", this.path);
+    if (this.#salvage) this.#reportSalvaged("read");
     const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
     if (status !== Status.ok) throw this.#copyError(status, "read", position, bytes.byteLength);
     return bytes.byteLength;
@@ -231,6 +256,7 @@ export class MappedFile implements Disposable {
       ? source
       : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
     if (this.#closed) throw new MapClosedError("write", this.path);
+    if (this.#salvage) this.#reportSalvaged("write");
     const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);
     if (status !== Status.ok) throw this.#copyError(status, "write", position, bytes.byteLength);
     return bytes.byteLength;
@@ -298,6 +324,10 @@ export class MappedFile implements Disposable {
    */
   flush(range: WindowRange = {}): void {
     const [position, length] = this.#range("flush", range);
+    if (this.#salvage && this.faults.count > 0) {
+      // For good: writes to a salvaged page went to anonymous memory, not to the file.
+      throw this.#salvagedError("flush", this.faults);
+    }
     const status = native().gm_flush(this.#handle, position, length, detail);
     if (status !== Status.ok) throw this.#copyError(status, "flush", position, length);
   }
@@ -349,6 +379,82 @@ export class MappedFile implements Disposable {
   }
 
   /**
+   * Faults salvaged so far on a map opened with `salvage: true` (always none otherwise).
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(8192).fill(1));
+   * using map = MappedFile.open(path, { salvage: true });
+   * const view = map.unsafeView();
+   * await Deno.truncate(path, 4096);
+   * console.log(view[5000], map.faults); // 0 { count: 1, fileOffset: 5000 }
+   * ```
+   */
+  get faults(): SalvagedFaults {
+    if (!this.#salvage || this.#closed) return { count: 0, fileOffset: undefined };
+    const out = new BigUint64Array(2);
+    const status = native().gm_salvage_faults(this.#handle, new Uint8Array(out.buffer));
+    if (status !== Status.ok || out[0] === 0n) return { count: 0, fileOffset: undefined };
+    return { count: Number(out[0]), fileOffset: this.offset + Number(out[1]) };
+  }
+
+  /**
+   * Throws {@linkcode MappedIOError} if a zero-copy view met an I/O error since the last
+   * report (maps opened with `salvage: true`); does nothing otherwise.
+   *
+   * @example
+   * ```ts
+   * import { MappedFile } from "../mod.ts";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(10));
+   * using map = MappedFile.open(path, { salvage: true });
+   * map.check(); // nothing salvaged: no error
+   * ```
+   */
+  check(): void {
+    if (this.#closed) throw new MapClosedError("check", this.path);
+    if (this.#salvage) this.#reportSalvaged("check");
+  }
+
+  #reportSalvaged(operation: MappedOperation): void {
+    const faults = this.faults;
+    if (faults.count <= this.#reportedFaults) return;
+    this.#reportedFaults = faults.count;
+    throw this.#salvagedError(operation, faults);
+  }
+
+  #salvagedError(operation: MappedOperation, faults: SalvagedFaults): MappedIOError {
+    const fileOffset = faults.fileOffset ?? this.offset;
+    let fileSize: number | undefined;
+    if (native().gm_file_size(this.#handle, sizeOut) === Status.ok) {
+      fileSize = Number(sizeView.getBigUint64(0, true));
+    }
+    const reason = fileSize !== undefined && fileSize <= fileOffset ? "truncated" : "io";
+    return new MappedIOError(
+      `${operation} on "${this.path}": a zero-copy view touched ${faults.count} page(s) that ` +
+        `could not be read, the first at file offset ${fileOffset}` +
+        `${reason === "truncated" ? ` (the file was truncated to ${fileSize} bytes)` : ""}. ` +
+        "guardmap replaced them with zeros: what was read there is zeros, and what was written " +
+        "there will not reach the file (flush fails for this map from now on). Map the file " +
+        "again to see its current contents.",
+      {
+        code: "EIO",
+        status: Status.io,
+        path: this.path,
+        operation,
+        position: fileOffset - this.offset,
+        fileOffset,
+        bytesTransferred: 0,
+        reason,
+        fileSize,
+        signal: "SIGBUS",
+      },
+    );
+  }
+
+  /**
    * The file's size now, which may differ from when it was mapped (it may have been truncated
    * or grown by someone else).
    *
@@ -372,8 +478,9 @@ export class MappedFile implements Disposable {
   /**
    * A zero-copy `Uint8Array` over the window. Fast, and **unguarded**: an I/O fault while
    * JavaScript touches it (a truncated file, a failing disk) kills the process with SIGBUS,
-   * exactly as with any other memory map. Use `read`/`write` where the storage can fail, or a
-   * `MapPool` worker to keep faults out of this process. The view is detached (length 0) when
+   * exactly as with any other memory map, unless the map was opened with `salvage: true`
+   * (then the lost page reads as zeros and the map reports the fault). Use `read`/`write`
+   * where the storage can fail, or a `MapPool` worker to keep faults out of this process. The view is detached (length 0) when
    * the map is closed, so it never reaches unmapped memory.
    *
    * @example
