@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { GuardmapError, MapClosedError, MappedFile } from "../mod.ts";
-import { mappingsOf, openDescriptors, pattern, scratch, writePattern } from "./util.ts";
+import {
+  assertBytes,
+  mappingsOf,
+  openDescriptors,
+  pattern,
+  scratch,
+  writePattern,
+} from "./util.ts";
 
 Deno.test("mode r: reads any window, refuses writes", () => {
   using tmp = scratch();
@@ -12,7 +19,7 @@ Deno.test("mode r: reads any window, refuses writes", () => {
   assert.equal(map.mode, "r");
   const target = new Uint8Array(1000);
   assert.equal(map.read(target, 49_000), 1000);
-  assert.deepEqual(target, bytes.subarray(12_345 + 49_000, 12_345 + 50_000));
+  assertBytes(target, bytes.subarray(12_345 + 49_000, 12_345 + 50_000));
   assert.throws(
     () => map.write(new Uint8Array(1), 0),
     (error: unknown) => error instanceof GuardmapError && error.code === "READ_ONLY_MAP",
@@ -67,7 +74,7 @@ Deno.test("mode c: writes are private and never reach the file", () => {
     map.flush();
     const seen = new Uint8Array(3);
     map.read(seen, 100);
-    assert.deepEqual(seen, new Uint8Array([1, 1, 1]));
+    assertBytes(seen, new Uint8Array([1, 1, 1]));
     assert.throws(() => map.advise("dontneed"), GuardmapError);
   }
   assert.deepEqual(Deno.readFileSync(path), bytes);
@@ -105,7 +112,7 @@ Deno.test("read and write accept any ArrayBufferView, honouring its byteOffset",
   map.write(words, 10);
   const check = new Uint8Array(2);
   map.read(check, 10);
-  assert.deepEqual(check, new Uint8Array([0xef, 0xbe]));
+  assertBytes(check, new Uint8Array([0xef, 0xbe]));
 });
 
 Deno.test("ranges outside the window are RangeErrors and copy nothing", () => {
@@ -193,7 +200,25 @@ Deno.test("a map whose file is deleted keeps working on the old inode", () => {
   Deno.removeSync(path);
   const target = new Uint8Array(8_192);
   map.read(target, 0);
-  assert.deepEqual(target, bytes);
+  assertBytes(target, bytes);
   map.write(new Uint8Array([1]), 0);
   map.flush();
+});
+
+Deno.test("a map whose file is renamed over keeps working on the old inode", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const bytes = writePattern(path, 8_192);
+  using map = MappedFile.open(path, { mode: "r+" });
+  const replacement = tmp.path("new.bin");
+  Deno.writeFileSync(replacement, new Uint8Array(100).fill(1));
+  Deno.renameSync(replacement, path);
+  const target = new Uint8Array(8_192);
+  map.read(target, 0);
+  assertBytes(target, bytes);
+  map.write(new Uint8Array([42]), 0);
+  map.flush();
+  // The name now belongs to the new file, which the map never touches.
+  assert.deepEqual(Deno.readFileSync(path), new Uint8Array(100).fill(1));
+  assert.equal(map.fileSize(), 8_192);
 });

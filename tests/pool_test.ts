@@ -1,7 +1,7 @@
 // MapPool: crash isolation with real signals and faults, restarts, data integrity, cleanup.
 import assert from "node:assert/strict";
 import { GuardmapError, MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
-import { openDescriptors, pattern, runScript, scratch, writePattern } from "./util.ts";
+import { assertBytes, openDescriptors, pattern, runScript, scratch, writePattern } from "./util.ts";
 
 const KERNELS = new URL("./kernels/kernels.ts", import.meta.url);
 const MiB = 2 ** 20;
@@ -49,17 +49,17 @@ Deno.test("pool: read, write, flush, prefault, advise and run through a worker",
 
   const target = new Uint8Array(100_000);
   assert.equal(await file.read(target, 777), 100_000);
-  assert.deepEqual(target, bytes.subarray(12_345 + 777, 12_345 + 777 + 100_000));
+  assertBytes(target, bytes.subarray(12_345 + 777, 12_345 + 777 + 100_000));
   // A transfer larger than the staging area and the 1 MiB async threshold, at an odd place.
   const large = new Uint8Array(2 * MiB - 1);
   await file.read(large, 1);
-  assert.deepEqual(large, bytes.subarray(12_346, 12_345 + 2 * MiB));
+  assertBytes(large, bytes.subarray(12_346, 12_345 + 2 * MiB));
 
   const source = new Uint8Array(5 * 4096).fill(0x5a);
   await file.write(source, 4_095);
   await file.flush();
   const check = Deno.readFileSync(path);
-  assert.deepEqual(check.subarray(12_345 + 4_095, 12_345 + 4_095 + source.length), source);
+  assertBytes(check.subarray(12_345 + 4_095, 12_345 + 4_095 + source.length), source);
   await file.prefault();
   await file.advise("sequential");
   assert.equal(await file.run(KERNELS, "sum", 4_095, 3), 3 * 0x5a);
@@ -88,7 +88,7 @@ Deno.test("pool: an I/O fault in a worker's guarded copy is a MappedIOError, the
   assert.equal(pool.restarts, 0);
   const healthy = new Uint8Array(100);
   await file.read(healthy, 0);
-  assert.deepEqual(healthy, pattern(0, 100));
+  assertBytes(healthy, pattern(0, 100));
 });
 
 Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () => {
@@ -113,7 +113,7 @@ Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () 
   }
   const again = new Uint8Array(4096);
   await file.read(again, 100 * MiB);
-  assert.deepEqual(again, pattern(100 * MiB, 4096));
+  assertBytes(again, pattern(100 * MiB, 4096));
   assert.equal(pool.restarts, 1);
   assert.ok(!pool.pids.includes(pid));
 });
@@ -142,7 +142,7 @@ Deno.test("pool: kernels that crash their worker, each a real fault or exit", as
   await assert.rejects(() => file.run(KERNELS, "touch", 8_192), isCrash({ signal: "SIGBUS" }));
   const head = new Uint8Array(16);
   await file.read(head, 0);
-  assert.deepEqual(head, pattern(0, 16));
+  assertBytes(head, pattern(0, 16));
   assert.equal(pool.restarts, 5);
   // The restarted worker mapped the same window as before, past the new end: the guard
   // reports the lost part instead of the window shrinking silently.
@@ -239,7 +239,7 @@ Deno.test("pool: random reads and writes on two workers match Deno.FsFile byte f
         const seen = new Uint8Array(length);
         let got = 0;
         while (got < length) got += fs.readSync(seen.subarray(got)) ?? 0;
-        assert.deepEqual(seen, data);
+        assertBytes(seen, data);
       } else {
         const seen = new Uint8Array(length);
         await file.read(seen, position);
@@ -248,7 +248,7 @@ Deno.test("pool: random reads and writes on two workers match Deno.FsFile byte f
         const expected = new Uint8Array(length);
         let got = 0;
         while (got < length) got += fs.readSync(expected.subarray(got)) ?? 0;
-        assert.deepEqual(seen, expected);
+        assertBytes(seen, expected);
       }
     });
     await Promise.all(calls);

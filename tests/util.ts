@@ -43,6 +43,21 @@ export function pattern(start: number, length: number): Uint8Array {
   return bytes;
 }
 
+/**
+ * Asserts two byte arrays are equal, naming the first difference. Unlike assert.deepEqual, a
+ * failure never builds a diff of the whole arrays (which for megabytes exhausts memory).
+ */
+export function assertBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: length ${actual.length}, expected ${expected.length}`);
+  }
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) {
+      throw new Error(`${what}: first difference at ${i}: ${actual[i]}, expected ${expected[i]}`);
+    }
+  }
+}
+
 /** The number of open file descriptors of this process. */
 export function openDescriptors(): number {
   let count = 0;

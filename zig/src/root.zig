@@ -467,6 +467,10 @@ fn pool_transfer(
     while (chunk < chunk_count) : (chunk += 1) {
         const status = wait_answer(channel, timeout, out);
         if (status != .ok) {
+            // The bytes the worker copied before the fault are delivered, as in-process.
+            if (transfer == .read and status != .worker_gone and status != .timed_out) {
+                unstage_prefix(channel, user, range, half, chunk, out.bytes_done);
+            }
             out.bytes_done += chunk * half;
             return status;
         }
@@ -502,6 +506,15 @@ fn stage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, ch
     const from: usize = @intCast(span.offset);
     const to: usize = @intCast(span.staging_offset);
     @memcpy(channel.staging[to..][0..count], user[from..][0..count]);
+}
+
+/// Copies the first `bytes_done` bytes of a chunk that failed part-way (never more than it has).
+fn unstage_prefix(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, chunk: u64, bytes_done: u64) void {
+    const span = chunk_span(range, half, chunk);
+    const count: usize = @intCast(@min(bytes_done, span.length_bytes));
+    const from: usize = @intCast(span.staging_offset);
+    const to: usize = @intCast(span.offset);
+    @memcpy(user[to..][0..count], channel.staging[from..][0..count]);
 }
 
 fn unstage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, chunk: u64) void {
