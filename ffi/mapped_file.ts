@@ -8,6 +8,7 @@ import { native } from "./library.ts";
 import { Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
+import { asBytes } from "./bytes.ts";
 import { MODES, openError, resolveOpen } from "./open_options.ts";
 
 /**
@@ -225,9 +226,7 @@ export class MappedFile implements Disposable {
    * ```
    */
   read(target: ArrayBufferView, position: number = 0): number {
-    const bytes = target instanceof Uint8Array
-      ? target
-      : new Uint8Array(target.buffer, target.byteOffset, target.byteLength);
+    const bytes = asBytes(target);
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
@@ -252,9 +251,7 @@ export class MappedFile implements Disposable {
    * ```
    */
   write(source: ArrayBufferView, position: number = 0): number {
-    const bytes = source instanceof Uint8Array
-      ? source
-      : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    const bytes = asBytes(source);
     if (this.#closed) throw new MapClosedError("write", this.path);
     if (this.#salvage) this.#reportSalvaged("write");
     const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);

@@ -13,22 +13,12 @@
 // unavailable; elsewhere they are skipped, with a warning, on a machine without FUSE.
 import assert from "node:assert/strict";
 import { GuardmapError, MappedFile, MappedIOError } from "../mod.ts";
-import { fuseUnavailableReason, isMounted, mountFaultFs } from "./fuse/fault_fs.ts";
+import { fuseTest, isMounted, mountFaultFs } from "./fuse/fault_fs.ts";
 import { mappingsOf, openDescriptors, pattern } from "./util.ts";
 
 const PAGE = 4_096;
 const READAHEAD = 131_072; // the kernel's default FUSE readahead window (max_readahead)
 const FILE_BYTES = 1_048_576;
-
-const unavailable = fuseUnavailableReason();
-const skip = unavailable !== undefined && Deno.env.get("CI") !== "true";
-if (skip) {
-  console.warn(`SKIPPED tests/fuse_fault_test.ts: ${unavailable} (in CI these tests must run)`);
-}
-
-function fuseTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, ignore: skip, fn });
-}
 
 /** A predicate for assert.throws: a MappedIOError with these fields. */
 function isFault(expected: Partial<MappedIOError>) {

@@ -3,21 +3,11 @@
 // kernel touches a failing page directly (the worker dies of SIGBUS and is restarted).
 import assert from "node:assert/strict";
 import { MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
-import { fuseUnavailableReason, mountFaultFs } from "./fuse/fault_fs.ts";
+import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 import { assertBytes, pattern } from "./util.ts";
 
 const PAGE = 4_096;
 const KERNELS = new URL("./kernels/kernels.ts", import.meta.url);
-
-const unavailable = fuseUnavailableReason();
-const skip = unavailable !== undefined && Deno.env.get("CI") !== "true";
-if (skip) {
-  console.warn(`SKIPPED tests/fuse_pool_test.ts: ${unavailable} (in CI these tests must run)`);
-}
-
-function fuseTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({ name, ignore: skip, fn });
-}
 
 function isFault(expected: Partial<MappedIOError>) {
   return (error: unknown): boolean => {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { MappedFile, MappedIOError } from "../mod.ts";
 import { assertBytes, pattern, runScript, scratch, writePattern } from "./util.ts";
-import { fuseUnavailableReason, mountFaultFs } from "./fuse/fault_fs.ts";
+import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 
 const PAGE = 4096;
 
@@ -64,13 +64,9 @@ Deno.test("salvage is opt-in: the same touch without it kills a child with SIGBU
   assert.equal(withSalvage.stdout.trim(), "value 0 faults 1");
 });
 
-const fuseReason = fuseUnavailableReason();
-const skipFuse = fuseReason !== undefined && Deno.env.get("CI") !== "true";
-if (skipFuse) console.warn(`SKIPPED the FUSE test of tests/salvage_test.ts: ${fuseReason}`);
-Deno.test({
-  name: "salvage: a view over a file whose device answers EIO reads zeros and reports it",
-  ignore: skipFuse,
-  async fn() {
+fuseTest(
+  "salvage: a view over a file whose device answers EIO reads zeros and reports it",
+  async () => {
     await using fs = await mountFaultFs();
     Deno.writeFileSync(fs.backing("data.bin"), pattern(0, 16 * PAGE));
     using map = MappedFile.open(fs.path("data.bin"), { salvage: true });
@@ -85,4 +81,4 @@ Deno.test({
         error.fileOffset === 9 * PAGE + 3;
     });
   },
-});
+);

@@ -11,6 +11,7 @@ import { libraryPath, native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, WorkerCrashedError } from "../ffi/errors.ts";
 import { callError } from "../ffi/call_error.ts";
+import { asBytes } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
   Advice,
@@ -832,9 +833,7 @@ class PoolFileImpl implements PoolFile {
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
     this.#usable(kind);
-    const bytes = view instanceof Uint8Array
-      ? view
-      : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    const bytes = asBytes(view);
     return await this.#pool.transfer(this, kind, bytes, position);
   }
 

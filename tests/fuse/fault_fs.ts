@@ -556,3 +556,19 @@ async function runBounded(
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+let skipWarned = false;
+
+/**
+ * Declares a test that needs faultfs. In CI (CI=true) it always runs, and fails if FUSE is
+ * unavailable; elsewhere it is skipped on a machine without FUSE, with one line saying why.
+ */
+export function fuseTest(name: string, fn: () => Promise<void>): void {
+  const unavailable = fuseUnavailableReason();
+  const skip = unavailable !== undefined && Deno.env.get("CI") !== "true";
+  if (skip && !skipWarned) {
+    skipWarned = true;
+    console.warn(`SKIPPED the FUSE tests: ${unavailable} (in CI these tests must run)`);
+  }
+  Deno.test({ name, ignore: skip, fn });
+}
