@@ -1,11 +1,12 @@
 // guardmap's demonstration (the README's main job): a sparse file larger than 4 GiB, a window
 // mapped at a high offset, typed data written and read back, and then the file truncated under
-// the map, the fault reported as an error while the program carries on.
+// the map, the fault reported as an error while the program carries on; last, a MapPool worker
+// absorbing a fault that no guard can catch.
 //
 //   tools/dev demo
 //   deno run --allow-ffi --allow-read --allow-write --allow-env tools/demo.ts
 import { join } from "node:path";
-import { MappedFile, MappedIOError } from "../mod.ts";
+import { MappedFile, MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
 
 const GiB = 2 ** 30;
 const FILE_BYTES = 5 * GiB;
@@ -94,6 +95,26 @@ try {
   map.read(healthy, 0);
   say("\n5. The program carries on. The part of the window that still exists reads fine:");
   say(`   [${Array.from(healthy, (value) => value.toFixed(3)).join(", ")}]`);
+  say("\n6. Code that reads mapped memory directly cannot be guarded. MapPool keeps the map in");
+  say("   a worker process instead: a kernel that touches the lost part through a zero-copy view");
+  await using pool = new MapPool({ workers: 1 });
+  const pooled = await pool.open(path, { offset: WINDOW_OFFSET, length: keptBytes });
+  const kernels = new URL("../tests/kernels/kernels.ts", import.meta.url);
+  Deno.truncateSync(path, WINDOW_OFFSET + 4096);
+  try {
+    await pooled.run(kernels, "touch", keptBytes - 1);
+    say("   Unexpected: the kernel survived.");
+    Deno.exitCode = 1;
+  } catch (error) {
+    if (!(error instanceof WorkerCrashedError)) throw error;
+    say(`   killed its worker (${error.signal}), not this program. The pool restarted it:`);
+  }
+  const first = new Float64Array(2);
+  await pooled.read(first, 0);
+  say(
+    `   the next call reads [${Array.from(first, (value) => value.toFixed(3)).join(", ")}] ` +
+      `(restarts: ${pool.restarts}).`,
+  );
   say("\nDone: no crash, no silent corruption.");
 } finally {
   Deno.removeSync(dir, { recursive: true });
