@@ -61,6 +61,10 @@ pub const Header = extern struct {
     reserved1: i32,
     result_bytes: u64,
     detail: Detail,
+    /// The CPU each side last waited on. Spinning for the other side only helps while it runs on
+    /// another CPU; on the same one, the spinner would only delay it, so it sleeps at once.
+    host_cpu: i32,
+    worker_cpu: i32,
 };
 
 comptime {
@@ -70,7 +74,8 @@ comptime {
     assert(@offsetOf(Header, "status") == 80);
     assert(@offsetOf(Header, "result_bytes") == 88);
     assert(@offsetOf(Header, "detail") == 96);
-    assert(@sizeOf(Header) == 128);
+    assert(@offsetOf(Header, "host_cpu") == 128);
+    assert(@sizeOf(Header) == 136);
 }
 
 /// One end of a channel, as this process sees it.
@@ -116,6 +121,8 @@ pub fn create(path: [*:0]const u8, staging_bytes: u64, channel: *Channel, os_err
     header.staging_bytes = staging_bytes;
     header.version = version;
     header.host_pid = linux.getpid();
+    header.host_cpu = -1;
+    header.worker_cpu = -1;
     @atomicStore(u32, &header.magic, magic, .release);
     return .ok;
 }
@@ -202,6 +209,17 @@ fn futex_wake(word: *const u32) void {
     _ = linux.futex_3arg(word, .{ .cmd = .WAKE, .private = false }, 1);
 }
 
+extern "c" fn sched_getcpu() c_int;
+
+/// Publishes the CPU this side runs on and tells whether the other side was last seen on
+/// another one (or is unknown): only then is spinning worth a core.
+fn spin_worth_it(mine: *i32, theirs: *const i32) bool {
+    const cpu: i32 = sched_getcpu();
+    @atomicStore(i32, mine, cpu, .monotonic);
+    const other = @atomicLoad(i32, theirs, .monotonic);
+    return cpu < 0 or other < 0 or other != cpu;
+}
+
 fn now_ns() u64 {
     var time: linux.timespec = undefined;
     _ = linux.clock_gettime(.MONOTONIC, &time);
@@ -231,17 +249,18 @@ pub fn wait_response(channel: *Channel, timeout_ns: u64) WaitResult {
     const header = channel.header;
     const wanted = @atomicLoad(u32, &header.request_sequence, .acquire);
     const start = now_ns();
+    const spin_ns = if (spin_worth_it(&header.host_cpu, &header.worker_cpu)) spin_ns_max else 0;
     var spins: u32 = 0;
     while (true) {
         if (@atomicLoad(u32, &header.response_sequence, .acquire) == wanted) return .done;
         spins +%= 1;
-        if (spins % 64 != 0) {
+        if (spins % 64 != 0 and spin_ns > 0) {
             std.atomic.spinLoopHint();
             continue;
         }
         const elapsed = now_ns() - start;
         if (elapsed >= timeout_ns) return .timed_out;
-        if (elapsed < spin_ns_max) continue;
+        if (elapsed < spin_ns) continue;
         if (worker_exited(channel)) {
             // It may have answered just before it died.
             if (@atomicLoad(u32, &header.response_sequence, .acquire) == wanted) return .done;
@@ -259,16 +278,17 @@ pub fn wait_response(channel: *Channel, timeout_ns: u64) WaitResult {
 pub fn wait_request(channel: *Channel, served: u32, parent_pid: i32) bool {
     const header = channel.header;
     const start = now_ns();
+    const spin_ns = if (spin_worth_it(&header.worker_cpu, &header.host_cpu)) spin_ns_max else 0;
     var spins: u32 = 0;
     // Runs until a request arrives or the host is gone: a server loop, unbounded by design.
     while (true) {
         if (@atomicLoad(u32, &header.request_sequence, .acquire) != served) return true;
         spins +%= 1;
-        if (spins % 64 != 0) {
+        if (spins % 64 != 0 and spin_ns > 0) {
             std.atomic.spinLoopHint();
             continue;
         }
-        if (now_ns() - start < spin_ns_max) continue;
+        if (now_ns() - start < spin_ns) continue;
         if (linux.getppid() != parent_pid) return false;
         @atomicStore(u32, &header.worker_sleeping, 1, .seq_cst);
         if (@atomicLoad(u32, &header.request_sequence, .seq_cst) == served) {
