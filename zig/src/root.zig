@@ -194,8 +194,10 @@ export fn gm_flush(handle: u32, position: f64, length: f64, detail: ?*align(1) D
         // The kernel reports a write-back error once and marks the pages clean: the next flush
         // would find nothing to write and succeed, although the data never reached the file.
         // Dirty them again now, while their contents are still in memory, so the next flush
-        // really writes them (and fails again while the device does).
-        redirty_pages(mapping, range.position, range.length_bytes);
+        // really writes them (and fails again while the device does). The whole window, not
+        // just this range: the error reported here may come from a page outside it, written
+        // back earlier by the kernel (another map's close, say).
+        redirty_pages(mapping, 0, mapping.length_bytes);
     }
     return code(status);
 }
