@@ -60,6 +60,30 @@ __attribute__((target("avx2"))) int probe_avx2_nt(unsigned char *dst, const unsi
   return 0;
 }
 
+// The same with SSE2 only (16-byte non-temporal stores, 64 bytes per iteration): every x86_64 CPU
+// has SSE2, so a copy built on it needs no CPU feature check. guardmap's large guarded reads use
+// this shape (zig/src/guard.zig, guardmap_copy_stream).
+int probe_sse2_nt(unsigned char *dst, const unsigned char *src, double length) {
+  size_t count = (size_t)length, i = 0;
+  while (i < count && ((size_t)(dst + i) & 63) != 0) {
+    dst[i] = src[i];
+    i++;
+  }
+  for (; i + 64 <= count; i += 64) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(src + i));
+    __m128i b = _mm_loadu_si128((const __m128i *)(src + i + 16));
+    __m128i c = _mm_loadu_si128((const __m128i *)(src + i + 32));
+    __m128i d = _mm_loadu_si128((const __m128i *)(src + i + 48));
+    _mm_stream_si128((__m128i *)(dst + i), a);
+    _mm_stream_si128((__m128i *)(dst + i + 16), b);
+    _mm_stream_si128((__m128i *)(dst + i + 32), c);
+    _mm_stream_si128((__m128i *)(dst + i + 48), d);
+  }
+  _mm_sfence();
+  for (; i < count; i++) dst[i] = src[i];
+  return 0;
+}
+
 // One call copies `count` ranges of `size` bytes from `base + offsets[i]` into `dst`: what a
 // batched read would do. No FFI transition and nothing serialising between the copies, so the
 // CPU can overlap the cache and TLB misses of successive ranges.

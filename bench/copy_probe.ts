@@ -37,6 +37,7 @@ const copySymbols = {
   probe_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
   probe_avx2: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
   probe_avx2_nt: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
+  probe_sse2_nt: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
   probe_gather: { parameters: ["buffer", "buffer", "buffer", "f64", "f64"], result: "i32" },
   probe_gather_leased: {
     parameters: ["buffer", "buffer", "buffer", "f64", "f64"],
@@ -342,6 +343,10 @@ try {
     {
       name: "FFI AVX2 non-temporal stores from the view",
       run: (round) => timed(() => copies.probe_avx2_nt(big, quarter(round), SEQUENTIAL_BYTES)),
+    },
+    {
+      name: "FFI SSE2 non-temporal stores from the view",
+      run: (round) => timed(() => copies.probe_sse2_nt(big, quarter(round), SEQUENTIAL_BYTES)),
     },
     {
       name: "unsafeView() + Uint8Array.set",

@@ -31,6 +31,14 @@ count_tests() {
     echo "!! '$*' exited with status $status" >&2
     failed=$((failed + 1))
   fi
+  # Under Wine a Zig test that panics prints the panic, yet the build runner reports every test
+  # as passed (seen with Zig 0.15.2 and Debian's Wine): count each panic as a failure.
+  local panics
+  panics="$(grep -cE '^thread [0-9]+ panic: ' "$log" || true)"
+  if [ "${panics:-0}" -gt 0 ]; then
+    echo "!! '$*' printed $panics panic(s); each counts as a failure" >&2
+    failed=$((failed + panics))
+  fi
   return 0
 }
 

@@ -87,6 +87,47 @@ test "guarded read across a truncated end delivers the bytes before it and repor
     try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
 }
 
+test "a large guarded read (the streaming copy) reports a truncated end to the byte, at any alignment" {
+    // Reads of 1 MiB or more take guardmap_copy_stream, which notices a fault only per 64-byte
+    // line; the count it returns must still be exact. Shifts make the source and the target
+    // straddle lines and pages differently.
+    const large_bytes = 4 << 20;
+    const kept_bytes = (2 << 20) + 12288;
+    const path = "/tmp/guardmap-zig-stream";
+    var file = try std.fs.createFileAbsolute(path, .{ .read = true, .truncate = true });
+    defer std.fs.deleteFileAbsolute(path) catch {};
+    defer file.close();
+    const pattern = try testing.allocator.alloc(u8, large_bytes);
+    defer testing.allocator.free(pattern);
+    for (pattern, 0..) |*byte, index| byte.* = @truncate(index *% 7 +% 3);
+    try file.writeAll(pattern);
+    var result = OpenResult.zero;
+    try testing.expectEqual(Status.ok, root_open(path, .read, &result));
+    defer _ = gm_close(result.handle);
+    const target = try testing.allocator.alloc(u8, large_bytes + 64);
+    defer testing.allocator.free(target);
+    var detail = Detail.zero;
+
+    // Healthy first: the whole file, then odd shifts, byte for byte.
+    for ([_]usize{ 0, 1, 37 }) |shift| {
+        const length = large_bytes - shift;
+        try testing.expectEqual(Status.ok, status_of(gm_read(result.handle, @floatFromInt(shift), target[shift..].ptr, @floatFromInt(length), &detail)));
+        try testing.expectEqualSlices(u8, pattern[shift..], target[shift..][0..length]);
+    }
+
+    try file.setEndPos(kept_bytes);
+    for ([_]usize{ 0, 3, 61 }) |position| {
+        for ([_]usize{ 0, 1, 17 }) |target_shift| {
+            @memset(target, 0);
+            const length = large_bytes - position;
+            try testing.expectEqual(Status.io, status_of(gm_read(result.handle, @floatFromInt(position), target[target_shift..].ptr, @floatFromInt(length), &detail)));
+            try testing.expectEqual(@as(u64, kept_bytes - position), detail.bytes_done);
+            try testing.expectEqual(@as(u64, kept_bytes), detail.fault_window_offset);
+            try testing.expectEqualSlices(u8, pattern[position..kept_bytes], target[target_shift..][0 .. kept_bytes - position]);
+        }
+    }
+}
+
 test "guarded write across a truncated end stops at the end and reports the fault" {
     var scratch = try Scratch.create("write");
     defer scratch.remove();

@@ -120,9 +120,16 @@ const Scratch = struct {
 
     fn write_pattern(scratch: *Scratch, file_offset: u64, length_bytes: usize) !void {
         var pattern: [pattern_length_bytes]u8 = undefined;
-        std.debug.assert(length_bytes <= pattern.len);
-        fill_pattern(pattern[0..length_bytes], file_offset);
-        try scratch.file.pwriteAll(pattern[0..length_bytes], file_offset);
+        const chunks_max = length_bytes / pattern.len + 1;
+        var done: usize = 0;
+        var chunks: usize = 0;
+        while (done < length_bytes) : (chunks += 1) {
+            std.debug.assert(chunks < chunks_max);
+            const chunk = @min(pattern.len, length_bytes - done);
+            fill_pattern(pattern[0..chunk], file_offset + done);
+            try scratch.file.pwriteAll(pattern[0..chunk], file_offset + done);
+            done += chunk;
+        }
     }
 
     fn open(scratch: *const Scratch, mode: Mode, offset: u64, length_bytes: ?u64, result: *OpenResult) Status {
@@ -334,4 +341,33 @@ test "windows: guarded read across a truncated end reports the exact byte count"
     try testing.expectEqual(@as(u64, truncated_length_bytes - 12000), detail.bytes_done);
     try testing.expectEqual(status, status_of(gm_prefault(result.handle, 0, pattern_length_bytes, 0, &detail)));
     try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
+}
+
+test "windows: a large guarded read (the streaming copy) reports a truncated end to the byte" {
+    // Reads of 1 MiB or more take guardmap_copy_stream; its count must be exact at odd shifts.
+    const large_bytes = 4 << 20;
+    const kept_bytes = (2 << 20) + 12288;
+    var scratch: Scratch = undefined;
+    try scratch.create_named(Scratch.name_ascii);
+    defer scratch.remove();
+    try scratch.write_pattern(0, large_bytes);
+    var result = OpenResult.zero;
+    try testing.expectEqual(Status.ok, scratch.open(.read, 0, null, &result));
+    defer _ = gm_close(result.handle);
+    const target = try testing.allocator.alloc(u8, large_bytes + 64);
+    defer testing.allocator.free(target);
+    const expected = try testing.allocator.alloc(u8, large_bytes);
+    defer testing.allocator.free(expected);
+    fill_pattern(expected, 0);
+    var detail = Detail.zero;
+    try testing.expectEqual(Status.ok, status_of(gm_read(result.handle, 3, target[1..].ptr, large_bytes - 3, &detail)));
+    try testing.expectEqualSlices(u8, expected[3..], target[1..][0 .. large_bytes - 3]);
+
+    try scratch.truncate_on_host(kept_bytes);
+    @memset(target, 0);
+    const status = status_of(gm_read(result.handle, 3, target[1..].ptr, large_bytes - 3, &detail));
+    try testing.expect(status == .bad_address or status == .io);
+    try testing.expectEqual(@as(u64, kept_bytes - 3), detail.bytes_done);
+    try testing.expectEqual(@as(u64, kept_bytes), detail.fault_window_offset);
+    try testing.expectEqualSlices(u8, expected[3..kept_bytes], target[1..][0 .. kept_bytes - 3]);
 }

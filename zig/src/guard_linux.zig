@@ -159,14 +159,14 @@ fn slot_of(signal: c_int) usize {
 fn on_fault(signal: c_int, info: *const SigInfo, context_opaque: ?*anyopaque) callconv(.c) void {
     const context: *Context.UContext = @ptrCast(@alignCast(context_opaque.?));
     const pc = Context.pc(context);
-    if (pc >= guard.copy_begin() and pc < guard.copy_end()) {
+    if (guard.landing_for(pc)) |landing| {
         // The PC is inside our copy, so the frame register holds the Frame the copy was given.
         const frame: *guard.Frame = @ptrFromInt(Context.frame(context));
         if (frame.claims(info.fault_address)) {
             frame.fault_address = info.fault_address;
             frame.fault_signal = signal;
             frame.fault_code = info.code;
-            Context.set_pc(context, guard.copy_landing());
+            Context.set_pc(context, landing);
             return;
         }
     }

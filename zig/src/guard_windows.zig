@@ -77,7 +77,7 @@ fn on_exception(pointers: *windows.EXCEPTION_POINTERS) callconv(.winapi) c_long 
     // Both codes carry the address; anything shorter is not a memory fault we can judge.
     if (record.NumberParameters <= information_address) return exception_continue_search;
     const pc: usize = @intCast(context.Rip);
-    if (pc < guard.copy_begin() or pc >= guard.copy_end()) return exception_continue_search;
+    const landing = guard.landing_for(pc) orelse return exception_continue_search;
 
     // The PC is inside our copy, so r9 holds the Frame the copy was given.
     const frame: *guard.Frame = @ptrFromInt(@as(usize, @intCast(context.R9)));
@@ -92,7 +92,7 @@ fn on_exception(pointers: *windows.EXCEPTION_POINTERS) callconv(.winapi) c_long 
     frame.fault_address = address;
     frame.fault_signal = @bitCast(exception_code);
     frame.fault_code = @bitCast(@as(u32, @truncate(cause))); // An NTSTATUS is 32 bits.
-    context.Rip = guard.copy_landing();
+    context.Rip = landing;
     return exception_continue_execution;
 }
 

@@ -173,6 +173,12 @@ export fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detai
     return code(copy_guarded(handle, position, target, length, detail, .from_map));
 }
 
+/// As `gm_read`, for a target that another CPU reads at once (the pool's staging area): always
+/// the cached copy, so the bytes are in the shared cache for the reader, not only in memory.
+fn read_for_peer(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
+    return code(copy_guarded(handle, position, target, length, detail, .from_map_cached));
+}
+
 /// Copies `length` bytes from `source` into the window at `position`, through the guard.
 export fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
     return code(copy_guarded(handle, position, source, length, detail, .to_map));
@@ -568,7 +574,7 @@ fn serve_data(channel: *channel_zig.Channel, detail: *Detail) Status {
     const op = std.meta.intToEnum(channel_zig.Op, header.op) catch return .invalid_argument;
     const staging = channel.staging + @as(usize, @intCast(@min(header.staging_offset, channel.staging_bytes)));
     const status: i32 = switch (op) {
-        .read => if (!staging_ok) code(.invalid_argument) else gm_read(header.handle, position, staging, length, detail),
+        .read => if (!staging_ok) code(.invalid_argument) else read_for_peer(header.handle, position, staging, length, detail),
         .write => if (!staging_ok) code(.invalid_argument) else gm_write(header.handle, position, staging, length, detail),
         .flush => gm_flush(header.handle, position, length, detail),
         .prefault => gm_prefault(header.handle, position, length, header.argument, detail),
@@ -613,7 +619,8 @@ fn parse_range(position: f64, length: f64) ?Range {
     };
 }
 
-const Direction = enum { from_map, to_map };
+/// `from_map` streams large reads past the caches (guard.copy_stream); `from_map_cached` never does.
+const Direction = enum { from_map, from_map_cached, to_map };
 
 fn copy_guarded(
     handle: u32,
@@ -637,7 +644,11 @@ fn copy_guarded(
     const count: usize = @intCast(range.length_bytes);
     var frame = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
     const remaining = switch (direction) {
-        .from_map => guard.copy(user, mapped, count, &frame),
+        .from_map => if (count >= guard.stream_length_bytes_min)
+            guard.copy_stream(user, mapped, count, &frame)
+        else
+            guard.copy(user, mapped, count, &frame),
+        .from_map_cached => guard.copy(user, mapped, count, &frame),
         .to_map => guard.copy(mapped, user, count, &frame),
     };
     if (remaining == 0) return .ok;
@@ -686,6 +697,7 @@ fn touch_pages(mapping: *const os.Mapping, position: u64, length_bytes: u64, out
 
 test {
     _ = @import("window.zig");
+    _ = @import("guard.zig");
     if (builtin.os.tag == .linux) _ = @import("channel_test.zig");
     _ = @import("handles.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
