@@ -58,6 +58,8 @@ const NUMPY_SCRIPT = fileURLToPath(new URL("./numpy_memmap.py", import.meta.url)
 const KIB = 2 ** 10;
 const MIB = 2 ** 20;
 const GIB = 2 ** 30;
+/** Ranges per `MappedFile.readMany` call in the random workloads' batched contender. */
+const READ_MANY_RANGES = 256;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -522,6 +524,15 @@ async function randomWorkload(
   const preadTarget = new Uint8Array(readBytes);
   const seekTarget = new Uint8Array(readBytes);
   const mapTarget = new Uint8Array(readBytes);
+  const manyTarget = new Uint8Array(READ_MANY_RANGES * readBytes);
+  s.map.readMany(manyTarget, Float64Array.from(checks), readBytes);
+  checks.forEach((position, i) => {
+    sameBytes(
+      manyTarget.subarray(i * readBytes, (i + 1) * readBytes),
+      expectedBytes(position, readBytes),
+      `MappedFile.readMany at ${position}`,
+    );
+  });
   const poolTarget = new Uint8Array(readBytes);
   const viewTarget = new Uint8Array(readBytes);
   let slices: Uint8Array[] = [];
@@ -569,6 +580,25 @@ async function randomWorkload(
         const map = s.map;
         const t0 = performance.now();
         for (let i = start; i < end; i++) map.read(mapTarget, offsets[i]);
+        return performance.now() - t0;
+      },
+    },
+    {
+      label: `MappedFile.readMany (guarded, ${READ_MANY_RANGES} ranges per call)`,
+      family: "batch",
+      role: "contender",
+      before: evict,
+      batch(round) {
+        const [start, end] = range(round);
+        const map = s.map;
+        const t0 = performance.now();
+        for (let i = start; i < end; i += READ_MANY_RANGES) {
+          map.readMany(
+            manyTarget,
+            offsets.subarray(i, Math.min(i + READ_MANY_RANGES, end)),
+            readBytes,
+          );
+        }
         return performance.now() - t0;
       },
     },
@@ -1349,11 +1379,19 @@ function find(
 
 function judge(workloads: readonly WorkloadResult[]): TargetResult[] {
   const targets: TargetResult[] = [];
-  const ratioTarget = (id: string, size: string, wanted: number): void => {
-    const guarded = find(workloads, id, "guardmap");
+  const ratioTarget = (
+    id: string,
+    size: string,
+    wanted: number,
+    family: Family = "guardmap",
+  ): void => {
+    const guarded = find(workloads, id, family);
     const pread = find(workloads, id, "node");
+    const how = family === "batch"
+      ? ` (batched: \`readMany\`, ${READ_MANY_RANGES} reads per call)`
+      : " (one `read` call per read)";
     targets.push({
-      target: `in-process guarded random ${size} read at least ${wanted}x as fast as pread`,
+      target: `in-process guarded random ${size} read at least ${wanted}x as fast as pread${how}`,
       measured: guarded && pread
         ? `${formatRatio(guarded.ratio)} (${formatTime(guarded.median)} vs ${
           formatTime(pread.median)
@@ -1364,6 +1402,8 @@ function judge(workloads: readonly WorkloadResult[]): TargetResult[] {
   };
   ratioTarget("random-4k", "4 KiB", 5);
   ratioTarget("random-64", "64 B", 10);
+  ratioTarget("random-4k", "4 KiB", 5, "batch");
+  ratioTarget("random-64", "64 B", 10, "batch");
   const guarded = find(workloads, "sequential-hot", "guardmap");
   const limit = find(workloads, "sequential-hot", "limit");
   const numpyCopy = find(workloads, "sequential-hot", "numpy", "copyto");

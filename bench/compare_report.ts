@@ -6,7 +6,15 @@
  */
 
 /** Which kind of code a contender is; decides its colour in the chart. */
-export type Family = "node" | "deno" | "guardmap" | "pool" | "view" | "numpy" | "limit";
+export type Family =
+  | "node"
+  | "deno"
+  | "guardmap"
+  | "batch"
+  | "pool"
+  | "view"
+  | "numpy"
+  | "limit";
 
 /** The part a contender plays in its workload. */
 export type Role = "baseline" | "limit" | "ceiling" | "contender";
@@ -262,6 +270,7 @@ const COLORS: Record<Family, string> = {
   node: "#7f7f7f",
   deno: "#e69f00",
   guardmap: "#0072b2",
+  batch: "#d55e00",
   pool: "#7b4fa0",
   view: "#56b4e9",
   numpy: "#009e73",
@@ -272,6 +281,7 @@ const FAMILY_NAMES: Record<Family, string> = {
   node: "node:fs (baseline)",
   deno: "Deno.FsFile",
   guardmap: "guardmap in-process (guarded)",
+  batch: "guardmap readMany (guarded, batched)",
   pool: "guardmap MapPool (worker process)",
   view: "unsafeView (unguarded)",
   numpy: "numpy.memmap (Python)",

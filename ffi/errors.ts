@@ -72,6 +72,8 @@ export interface MappedIOErrorOptions extends GuardmapErrorOptions {
   fileSize?: number;
   /** The signal the kernel raised (`"SIGBUS"`, `"SIGSEGV"`), or the Windows exception. */
   signal?: string;
+  /** For `MappedFile.readMany`: the index of the range the fault hit. */
+  rangeIndex?: number;
 }
 
 /**
@@ -114,6 +116,11 @@ export class MappedIOError extends GuardmapError {
   readonly fileSize: number | undefined;
   /** The signal the kernel raised, or the Windows exception, if any. */
   readonly signal: string | undefined;
+  /**
+   * For `MappedFile.readMany`: the index of the range the fault hit (`bytesTransferred` then
+   * counts the ranges before it too). Undefined for every other call.
+   */
+  readonly rangeIndex: number | undefined;
 
   /** Creates an error; guardmap's own code does this, users rarely need to. */
   constructor(message: string, options: MappedIOErrorOptions) {
@@ -126,6 +133,7 @@ export class MappedIOError extends GuardmapError {
     this.reason = options.reason;
     this.fileSize = options.fileSize;
     this.signal = options.signal;
+    this.rangeIndex = options.rangeIndex;
   }
 }
 

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { GuardmapError } from "./errors.ts";
 
 /** The ABI version this module speaks; `zig/src/root.zig` exports the library's own. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 const symbols = {
   gm_abi_version: { parameters: [], result: "u32" },
@@ -31,6 +31,10 @@ const symbols = {
   gm_address: { parameters: ["u32"], result: "pointer" },
   gm_file_size: { parameters: ["u32", "buffer"], result: "i32" },
   gm_read: { parameters: ["u32", "f64", "buffer", "f64", "buffer"], result: "i32" },
+  gm_read_many: {
+    parameters: ["u32", "buffer", "f64", "f64", "buffer", "f64", "buffer"],
+    result: "i32",
+  },
   gm_write: { parameters: ["u32", "f64", "buffer", "f64", "buffer"], result: "i32" },
   gm_flush: { parameters: ["u32", "f64", "f64", "buffer"], result: "i32" },
   gm_advise: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },

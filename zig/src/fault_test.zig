@@ -49,6 +49,7 @@ extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64
 extern fn gm_close(handle: u32) i32;
 extern fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_read_many(handle: u32, positions: ?[*]const f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_prefault(handle: u32, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
 extern fn gm_address(handle: u32) ?*anyopaque;
 extern fn gm_init() i32;
@@ -81,6 +82,12 @@ test "guarded read across a truncated end delivers the bytes before it and repor
     try testing.expectEqual(@as(u8, @truncate(4096 *% 7 +% 3)), healthy[0]);
     try testing.expectEqual(Status.io, status_of(gm_read(handle, 12000, &healthy, 1000, &detail)));
     try testing.expectEqual(@as(u64, truncated_length_bytes - 12000), detail.bytes_done);
+    // A small read (the plain-move copy) across the end: exact as well, at any remainder.
+    for ([_]u64{ 1, 7, 8, 15, 16, 17, 37, 254 }) |before_end| {
+        const small_position = truncated_length_bytes - before_end;
+        try testing.expectEqual(Status.io, status_of(gm_read(handle, @floatFromInt(small_position), &healthy, 255, &detail)));
+        try testing.expectEqual(before_end, detail.bytes_done);
+    }
 
     // prefault finds the first failing page without a signal reaching us.
     try testing.expectEqual(Status.io, status_of(gm_prefault(handle, 0, file_length_bytes, 0, &detail)));
@@ -128,6 +135,47 @@ test "a large guarded read (the streaming copy) reports a truncated end to the b
     }
 }
 
+test "read_many copies every range, checks them all first, and counts bytes across ranges on a fault" {
+    var scratch = try Scratch.create("many");
+    defer scratch.remove();
+    const handle = try scratch.open(.read);
+    defer _ = gm_close(handle);
+    const length = 100;
+    var target = [_]u8{0} ** (4 * length);
+    var detail = Detail.zero;
+
+    const healthy = [_]f64{ 5, 40000, 0, file_length_bytes - length };
+    try testing.expectEqual(Status.ok, status_of(gm_read_many(handle, &healthy, 4, length, &target, target.len, &detail)));
+    for (healthy, 0..) |position, index| {
+        for (target[index * length ..][0..length], 0..) |byte, k| {
+            const offset: usize = @as(usize, @intFromFloat(position)) + k;
+            try testing.expectEqual(@as(u8, @truncate(offset *% 7 +% 3)), byte);
+        }
+    }
+
+    // One bad range anywhere in the list: nothing is copied.
+    @memset(&target, 0xEE);
+    const one_outside = [_]f64{ 0, 8, file_length_bytes - 50, 16 };
+    try testing.expectEqual(Status.out_of_range, status_of(gm_read_many(handle, &one_outside, 4, length, &target, target.len, &detail)));
+    const one_fraction = [_]f64{ 0, 8.5 };
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &one_fraction, 2, length, &target, target.len, &detail)));
+    for (target) |byte| try testing.expectEqual(@as(u8, 0xEE), byte);
+    // The target must hold count * length bytes; counts and lengths are checked like positions.
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 4, length, &target, target.len - 1, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 4.5, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, null, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 4, length, null, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 1 << 40, 1 << 40, &target, target.len, &detail)));
+    try testing.expectEqual(Status.ok, status_of(gm_read_many(handle, null, 0, length, null, 0, &detail)));
+
+    // The third range crosses the truncated end: two whole ranges, then the part before it.
+    try scratch.file.setEndPos(truncated_length_bytes);
+    const crossing = [_]f64{ 0, 4096, truncated_length_bytes - 30, 0 };
+    try testing.expectEqual(Status.io, status_of(gm_read_many(handle, &crossing, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(@as(u64, 2 * length + 30), detail.bytes_done);
+    try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
+}
+
 test "guarded write across a truncated end stops at the end and reports the fault" {
     var scratch = try Scratch.create("write");
     defer scratch.remove();
@@ -143,6 +191,11 @@ test "guarded write across a truncated end stops at the end and reports the faul
     var check = [_]u8{0} ** 100;
     try testing.expectEqual(@as(usize, 100), try scratch.file.preadAll(&check, position));
     try testing.expectEqualSlices(u8, source[0..100], &check);
+
+    // A small write (the plain-move copy) that crosses the end stops there too, to the byte.
+    const small_position = truncated_length_bytes - 37;
+    try testing.expectEqual(Status.io, status_of(gm_write(handle, small_position, &source, 200, &detail)));
+    try testing.expectEqual(@as(u64, 37), detail.bytes_done);
 }
 
 test "bad arguments are refused by the library itself" {

@@ -1,0 +1,201 @@
+// MappedFile.readMany (one native call for many ranges) and the large guarded read (the
+// streaming copy for reads of 1 MiB or more): results byte for byte against the file, every
+// bad argument refused before anything is copied, and real faults (a file truncated under the
+// map; faultfs answering EIO) reported with the exact range, position and byte count.
+import assert from "node:assert/strict";
+import { MapClosedError, MappedFile, MappedIOError } from "../mod.ts";
+import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
+import { assertBytes, pattern, scratch, writePattern } from "./util.ts";
+
+const PAGE = 4_096;
+const MIB = 1_048_576;
+
+/** Seeded xorshift32 positions in `[0, span - length]`. */
+function positionsFor(count: number, span: number, length: number, seed: number): Float64Array {
+  const positions = new Float64Array(count);
+  let state = seed;
+  for (let i = 0; i < count; i++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    positions[i] = (state >>> 0) % (span - length + 1);
+  }
+  return positions;
+}
+
+/** What readMany must produce: range i of the file at `i * length`. */
+function expectedGather(
+  file: Uint8Array,
+  positions: ArrayLike<number>,
+  length: number,
+): Uint8Array {
+  const expected = new Uint8Array(positions.length * length);
+  for (let i = 0; i < positions.length; i++) {
+    expected.set(file.subarray(positions[i], positions[i] + length), i * length);
+  }
+  return expected;
+}
+
+Deno.test("readMany gathers random ranges of 64 B and 4 KiB, at a window offset too", () => {
+  using dir = scratch();
+  const file = writePattern(dir.path("data.bin"), 2 * MIB);
+  for (const offset of [0, 12_345]) {
+    using map = MappedFile.open(dir.path("data.bin"), { offset });
+    for (const length of [1, 64, 4_096]) {
+      const positions = positionsFor(500, map.byteLength, length, 0x9e3779b9 ^ length);
+      const target = new Uint8Array(positions.length * length);
+      assert.equal(map.readMany(target, positions, length), target.length);
+      assertBytes(target, expectedGather(file.subarray(offset), positions, length), `${length} B`);
+    }
+  }
+});
+
+Deno.test("readMany takes a plain array, an empty list, zero-length ranges and a larger target", () => {
+  using dir = scratch();
+  writePattern(dir.path("data.bin"), 100);
+  using map = MappedFile.open(dir.path("data.bin"));
+  const target = new Uint8Array(10).fill(0xee);
+  assert.equal(map.readMany(target, [7, 0], 3), 6);
+  assertBytes(target.subarray(0, 6), Uint8Array.of(...pattern(7, 3), ...pattern(0, 3)));
+  assertBytes(target.subarray(6), new Uint8Array(4).fill(0xee), "bytes past the gathered ones");
+  assert.equal(map.readMany(target, [], 64), 0);
+  assert.equal(map.readMany(target, [0, 100], 0), 0);
+  const words = new Uint32Array(2);
+  assert.equal(map.readMany(words, new Float64Array([0, 4]), 4), 8);
+  assertBytes(new Uint8Array(words.buffer), pattern(0, 8));
+});
+
+Deno.test("readMany refuses every bad argument before it copies anything", () => {
+  using dir = scratch();
+  writePattern(dir.path("data.bin"), 8 * PAGE);
+  const map = MappedFile.open(dir.path("data.bin"));
+  const target = new Uint8Array(4 * 64).fill(0xee);
+  const untouched = (): void => assertBytes(target, new Uint8Array(target.length).fill(0xee));
+  const cases: [number[], number, RegExp][] = [
+    [[0, 64, 8 * PAGE - 63, 128], 64, /range 2 \[32705, 32769\) is not inside the window/],
+    [[0, -1], 64, /range 1 \[-1, 63\)/],
+    [[0, 0.5], 64, /range 1 \[0\.5/],
+    [[Number.NaN], 64, /range 0 \[NaN/],
+    [[2 ** 60], 64, /range 0/],
+    [[0], -1, /length must be a non-negative integer, got -1/],
+    [[0], 1.5, /length must be a non-negative integer/],
+    [[0, 0, 0, 0, 0], 64, /5 ranges of 64 bytes need a target of 320 bytes, got 256/],
+    [[8 * PAGE + 1], 0, /range 0/],
+  ];
+  for (const [positions, length, message] of cases) {
+    assert.throws(() => map.readMany(target, positions, length), RangeError);
+    assert.throws(() => map.readMany(target, positions, length), message);
+    untouched();
+  }
+  map.close();
+  assert.throws(() => map.readMany(target, [0], 64), MapClosedError);
+  untouched();
+});
+
+Deno.test("readMany across a truncated end: the range, the bytes before it, then carries on", () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  const file = writePattern(path, 16 * PAGE);
+  using map = MappedFile.open(path);
+  const kept = 3 * PAGE;
+  Deno.truncateSync(path, kept);
+  const length = 100;
+  const positions = [0, PAGE, kept - 30, 0];
+  const target = new Uint8Array(positions.length * length);
+  assert.throws(
+    () => map.readMany(target, positions, length),
+    (error: unknown) => {
+      assert.ok(error instanceof MappedIOError, `${error}`);
+      assert.equal(error.rangeIndex, 2);
+      assert.equal(error.reason, "truncated");
+      assert.equal(error.position, kept);
+      assert.equal(error.fileOffset, kept);
+      assert.equal(error.bytesTransferred, 2 * length + 30);
+      assert.match(error.message, /^readMany, range 2 of 4: read failed at file offset 12288/);
+      return true;
+    },
+  );
+  assertBytes(
+    target.subarray(0, 2 * length + 30),
+    expectedGather(file, [0, PAGE, kept - 30], length).subarray(0, 2 * length + 30),
+  );
+  // The process carries on; ranges inside the file still gather.
+  assert.equal(map.readMany(target, [kept - length, 0], length), 2 * length);
+  assertBytes(target.subarray(0, length), file.subarray(kept - length, kept));
+});
+
+Deno.test("a read of 1 MiB or more (the streaming copy) is exact, also across a truncated end", () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  const file = writePattern(path, 6 * MIB);
+  using map = MappedFile.open(path);
+  for (const [position, shift] of [[0, 0], [3, 1], [4_095, 63], [PAGE * 7 + 61, 17]]) {
+    const length = 5 * MIB + 333;
+    const buffer = new Uint8Array(length + 64);
+    const target = buffer.subarray(shift, shift + length);
+    assert.equal(map.read(target, position), length);
+    assertBytes(target, file.subarray(position, position + length), `at ${position}+${shift}`);
+  }
+  const kept = 2 * MIB + 3 * PAGE;
+  Deno.truncateSync(path, kept);
+  for (const position of [0, 5, 1_000_003]) {
+    const target = new Uint8Array(6 * MIB - position);
+    assert.throws(
+      () => map.read(target, position),
+      (error: unknown) => {
+        assert.ok(error instanceof MappedIOError, `${error}`);
+        assert.equal(error.fileOffset, kept);
+        assert.equal(error.bytesTransferred, kept - position);
+        assert.equal(error.rangeIndex, undefined);
+        return true;
+      },
+    );
+    assertBytes(target.subarray(0, kept - position), file.subarray(position, kept));
+  }
+});
+
+fuseTest(
+  "EIO under a 4 MiB streaming read and under readMany: the exact page, the bytes before it, then healed",
+  async () => {
+    await using fs = await mountFaultFs({ maxReadahead: PAGE });
+    const bytes = pattern(0, 4 * MIB);
+    Deno.writeFileSync(fs.backing("data.bin"), bytes);
+    using map = MappedFile.open(fs.path("data.bin"));
+    const failingPage = 3 * MIB + 5 * PAGE;
+    await fs.fail({ operations: "read", file: "data.bin", offset: failingPage + 10, length: 1 });
+
+    const target = new Uint8Array(4 * MIB - 7);
+    assert.throws(
+      () => map.read(target, 7),
+      (error: unknown) => {
+        assert.ok(error instanceof MappedIOError, `${error}`);
+        assert.equal(error.code, "EIO");
+        assert.equal(error.reason, "io");
+        assert.equal(error.fileOffset, failingPage);
+        assert.equal(error.bytesTransferred, failingPage - 7);
+        return true;
+      },
+    );
+    assertBytes(target.subarray(0, failingPage - 7), bytes.subarray(7, failingPage));
+
+    const positions = new Float64Array([0, failingPage - 64, failingPage + PAGE]);
+    const gathered = new Uint8Array(positions.length * 128);
+    assert.throws(
+      () => map.readMany(gathered, positions, 128),
+      (error: unknown) => {
+        assert.ok(error instanceof MappedIOError, `${error}`);
+        assert.equal(error.code, "EIO");
+        assert.equal(error.rangeIndex, 1);
+        assert.equal(error.fileOffset, failingPage);
+        assert.equal(error.bytesTransferred, 128 + 64);
+        return true;
+      },
+    );
+
+    await fs.heal();
+    assert.equal(map.read(target, 7), target.length);
+    assertBytes(target, bytes.subarray(7));
+    assert.equal(map.readMany(gathered, positions, 128), gathered.length);
+    assertBytes(gathered, expectedGather(bytes, positions, 128));
+  },
+);
