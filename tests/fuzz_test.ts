@@ -496,6 +496,7 @@ class Fuzzer {
       ["read", 14],
       ["write", 10],
       ["readArray", 3],
+      ["readMany", 4],
       ["writeArray", 3],
       ["flush", fuse ? 16 : 10],
       ["advise", 4],
@@ -540,6 +541,8 @@ class Fuzzer {
         return this.#write(map!);
       case "readArray":
         return this.#readArray(map!);
+      case "readMany":
+        return this.#readMany(map!);
       case "writeArray":
         return this.#writeArray(map!);
       case "flush":
@@ -960,6 +963,45 @@ class Fuzzer {
     this.#log(what);
     const outcome = attempt(() => map.map.write(source, position));
     this.#copy(map, "write", position, length, outcome, what, undefined, source);
+  }
+
+  /**
+   * readMany over 1 to 6 small ranges, checked against the model as the same reads one after
+   * the other, up to the range the fault hit (`rangeIndex`).
+   */
+  #readMany(map: MapModel): void {
+    const length = Math.min(map.length, this.rng.pick([1, 8, 64, 100, 300, 5000]));
+    const positions = Array.from(
+      { length: this.rng.range(1, 6) },
+      () => this.rng.int(map.length - length + 1),
+    );
+    if (this.rng.chance(0.06)) {
+      positions[this.rng.int(positions.length)] = this.#badPosition(map);
+    }
+    const target = new Uint8Array(positions.length * length);
+    const what = `readMany ${map.label} positions ${positions.join(",")} length ${length}`;
+    this.#log(what);
+    const outcome = attempt(() => map.map.readMany(target, positions, length));
+    // As read: a pending salvage report first; then every range is checked before any copy.
+    const first = this.#beforeCopy(map, "read", positions[0], length);
+    if (first?.kind === "fault" || first?.kind === "closed") {
+      this.#expect(outcome, first, what);
+      return;
+    }
+    if (positions.some((p) => !exact(p) || p > map.length || length > map.length - p)) {
+      this.#expect(outcome, { kind: "range" }, what);
+      return;
+    }
+    if (outcome.ok) assert.equal(outcome.value, target.length, `${what}: returned count`);
+    const failed = outcome.ok ? positions.length : rangeIndexOf(outcome.error, what);
+    if (!outcome.ok) this.#count("= readMany fault");
+    for (let i = 0; i <= Math.min(failed, positions.length - 1); i++) {
+      const range: Outcome<number> = i < failed
+        ? { ok: true, value: length }
+        : { ok: false, error: asSingleRead(outcome, i * length) };
+      const slot = target.subarray(i * length, (i + 1) * length);
+      this.#copy(map, "read", positions[i], length, range, `${what} [range ${i}]`, slot, undefined);
+    }
   }
 
   #readArray(map: MapModel): void {
@@ -1743,4 +1785,33 @@ function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
   let done = 0;
   // Each write moves at least one byte or throws: bounded by the length.
   while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+}
+
+/** The range a readMany fault names; fails the run when it is not a MappedIOError with one. */
+function rangeIndexOf(error: unknown, what: string): number {
+  assertTyped(error, what);
+  assert.ok(
+    error instanceof MappedIOError,
+    `${what}: expected MappedIOError, got ${describe(error)}`,
+  );
+  assert.ok(Number.isSafeInteger(error.rangeIndex), `${what}: no rangeIndex on ${describe(error)}`);
+  return error.rangeIndex!;
+}
+
+/** A readMany fault seen as the fault of a single read of its range (bytes of earlier ranges off). */
+function asSingleRead(outcome: Outcome<number>, earlierBytes: number): unknown {
+  const error = (outcome as { ok: false; error: unknown }).error as MappedIOError;
+  return new MappedIOError(error.message, {
+    code: error.code,
+    status: error.status,
+    path: error.path,
+    osError: error.osError,
+    operation: error.operation,
+    position: error.position,
+    fileOffset: error.fileOffset,
+    bytesTransferred: error.bytesTransferred - earlierBytes,
+    reason: error.reason,
+    fileSize: error.fileSize,
+    signal: error.signal,
+  });
 }
