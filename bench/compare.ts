@@ -525,14 +525,18 @@ async function randomWorkload(
   const seekTarget = new Uint8Array(readBytes);
   const mapTarget = new Uint8Array(readBytes);
   const manyTarget = new Uint8Array(READ_MANY_RANGES * readBytes);
-  s.map.readMany(manyTarget, Float64Array.from(checks), readBytes);
-  checks.forEach((position, i) => {
-    sameBytes(
-      manyTarget.subarray(i * readBytes, (i + 1) * readBytes),
-      expectedBytes(position, readBytes),
-      `MappedFile.readMany at ${position}`,
-    );
-  });
+  for (const how of ["MappedFile", "PoolFile"]) {
+    manyTarget.fill(0);
+    if (how === "MappedFile") s.map.readMany(manyTarget, Float64Array.from(checks), readBytes);
+    else await s.pooled.readMany(manyTarget, Float64Array.from(checks), readBytes);
+    checks.forEach((position, i) => {
+      sameBytes(
+        manyTarget.subarray(i * readBytes, (i + 1) * readBytes),
+        expectedBytes(position, readBytes),
+        `${how}.readMany at ${position}`,
+      );
+    });
+  }
   const poolTarget = new Uint8Array(readBytes);
   const viewTarget = new Uint8Array(readBytes);
   let slices: Uint8Array[] = [];
@@ -621,6 +625,22 @@ async function randomWorkload(
           pooledBatches++;
           if (cpus[0] === cpus[1]) sameCpuBatches++;
         }
+      },
+    },
+    {
+      label: `MapPool PoolFile.readMany (${READ_MANY_RANGES} ranges per call)`,
+      family: "pool",
+      role: "contender",
+      before: evict,
+      async batch(round) {
+        const [start, end] = range(round);
+        const pooled = s.pooled;
+        const t0 = performance.now();
+        for (let i = start; i < end; i += READ_MANY_RANGES) {
+          const positions = offsets.subarray(i, Math.min(i + READ_MANY_RANGES, end));
+          await pooled.readMany(manyTarget, positions, readBytes);
+        }
+        return performance.now() - t0;
       },
     },
     {

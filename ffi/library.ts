@@ -73,6 +73,16 @@ const symbols = {
     parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "buffer"],
     result: "i32",
   },
+  gm_pool_read_many: {
+    parameters: ["u32", "u32", "buffer", "f64", "f64", "buffer", "f64", "f64", "buffer"],
+    result: "i32",
+  },
+  gm_pool_read_many_async: {
+    name: "gm_pool_read_many",
+    parameters: ["u32", "u32", "buffer", "f64", "f64", "buffer", "f64", "f64", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   gm_pool_read_async: {
     name: "gm_pool_read",
     parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "buffer"],

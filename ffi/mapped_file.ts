@@ -9,6 +9,7 @@ import { Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
 import { asBytes } from "./bytes.ts";
+import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
 import { MODES, openError, resolveOpen } from "./open_options.ts";
 
 /**
@@ -266,17 +267,7 @@ export class MappedFile implements Disposable {
     const bytes = asBytes(target);
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
-    if (!Number.isSafeInteger(length) || length < 0) {
-      throw new RangeError(`readMany: length must be a non-negative integer, got ${length}`);
-    }
-    const list = positions instanceof Float64Array ? positions : Float64Array.from(positions);
-    const total = list.length * length;
-    if (total > bytes.byteLength) {
-      throw new RangeError(
-        `readMany: ${list.length} ranges of ${length} bytes need a target of ${total} bytes, ` +
-          `got ${bytes.byteLength}; nothing was copied`,
-      );
-    }
+    const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
     const status = native().gm_read_many(
       this.#handle,
       list,
@@ -286,45 +277,10 @@ export class MappedFile implements Disposable {
       bytes.byteLength,
       detail,
     );
-    if (status === Status.ok) return total;
-    if (status === Status.out_of_range || status === Status.invalid_argument) {
-      throw this.#badRange(list, length);
-    }
-    // The library counted bytes across ranges; the error is built for the failing range, then
-    // given the batch's totals.
-    const done = Number(detailView.getBigUint64(0, true));
-    const index = length === 0 ? 0 : Math.min(Math.floor(done / length), list.length - 1);
-    detailView.setBigUint64(0, BigInt(done - index * length), true);
+    if (status === Status.ok) return list.length * length;
+    const index = splitBatchCount(detailView, length, list.length);
     const error = this.#copyError(status, "read", list[index], length);
-    if (!(error instanceof MappedIOError)) throw error;
-    throw new MappedIOError(`readMany, range ${index} of ${list.length}: ${error.message}`, {
-      code: error.code,
-      status: error.status,
-      path: error.path,
-      osError: error.osError,
-      operation: "read",
-      position: error.position,
-      fileOffset: error.fileOffset,
-      bytesTransferred: index * length + error.bytesTransferred,
-      reason: error.reason,
-      fileSize: error.fileSize,
-      signal: error.signal,
-      rangeIndex: index,
-    });
-  }
-
-  #badRange(list: Float64Array, length: number): RangeError {
-    const index = list.findIndex((position) =>
-      !Number.isSafeInteger(position) || position < 0 || position + length > this.byteLength
-    );
-    if (index < 0) {
-      return new RangeError(`readMany: a range is not inside the window of "${this.path}"`);
-    }
-    const position = list[index];
-    return new RangeError(
-      `readMany: range ${index} [${position}, ${position + length}) is not inside the window ` +
-        `[0, ${this.byteLength}) of "${this.path}"; nothing was copied`,
-    );
+    throw error instanceof MappedIOError ? batchError(error, index, list.length, length) : error;
   }
 
   /**

@@ -3,7 +3,7 @@
 // bad argument refused before anything is copied, and real faults (a file truncated under the
 // map; faultfs answering EIO) reported with the exact range, position and byte count.
 import assert from "node:assert/strict";
-import { MapClosedError, MappedFile, MappedIOError } from "../mod.ts";
+import { MapClosedError, MappedFile, MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 import { assertBytes, pattern, scratch, writePattern } from "./util.ts";
 
@@ -199,3 +199,93 @@ fuseTest(
     assertBytes(gathered, expectedGather(bytes, positions, 128));
   },
 );
+
+Deno.test("pool readMany: the same bytes as in-process, split over many requests of a small staging area", async () => {
+  using dir = scratch();
+  const file = writePattern(dir.path("data.bin"), 4 * MIB);
+  await using pool = new MapPool({ workers: 1, stagingBytes: 65_536 });
+  const pooled = await pool.open(dir.path("data.bin"), { offset: 777 });
+  for (const length of [1, 64, 4_096, 32_768]) {
+    // 64 KiB of staging holds 15 ranges of 4 KiB with their positions: 100 ranges are 7 requests.
+    const positions = positionsFor(100, pooled.byteLength, length, 0x2545f491 ^ length);
+    const target = new Uint8Array(positions.length * length);
+    assert.equal(await pooled.readMany(target, positions, length), target.length);
+    assertBytes(target, expectedGather(file.subarray(777), positions, length), `${length} B`);
+  }
+  assert.equal(await pooled.readMany(new Uint8Array(0), [], 8), 0);
+});
+
+Deno.test("pool readMany refuses bad ranges before anything is copied, and over-long ranges", async () => {
+  using dir = scratch();
+  writePattern(dir.path("data.bin"), 64 * PAGE);
+  await using pool = new MapPool({ workers: 1, stagingBytes: 65_536 });
+  const pooled = await pool.open(dir.path("data.bin"));
+  // Range 40 is in the third request: the first two must not have been copied either.
+  const positions = Array.from({ length: 50 }, (_, i) => i * 64);
+  positions[40] = 64 * PAGE - 10;
+  const target = new Uint8Array(50 * 4_096).fill(0xee);
+  await assert.rejects(() => pooled.readMany(target, positions, 4_096), /range 40 \[262134,/);
+  assertBytes(target, new Uint8Array(target.length).fill(0xee));
+  await assert.rejects(() => pooled.readMany(target, [0], 32_769), /staging area/);
+  await assert.rejects(() => pooled.readMany(target, [0.5], 8), RangeError);
+  await pooled.close();
+  await assert.rejects(() => pooled.readMany(target, [0], 8), MapClosedError);
+});
+
+Deno.test("pool readMany across a truncated end, in a later request: range, bytes, then carries on", async () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  const file = writePattern(path, 64 * PAGE);
+  await using pool = new MapPool({ workers: 1, stagingBytes: 65_536 });
+  const pooled = await pool.open(path);
+  const kept = 40 * PAGE;
+  Deno.truncateSync(path, kept);
+  // 1 KiB ranges: 63 per request; the failing range 70 is in the second request.
+  const length = 1_024;
+  const positions = Array.from({ length: 80 }, (_, i) => (i * 997) % (kept - length));
+  positions[70] = kept - 100;
+  const target = new Uint8Array(positions.length * length);
+  await assert.rejects(
+    () => pooled.readMany(target, positions, length),
+    (error: unknown) => {
+      assert.ok(error instanceof MappedIOError, `${error}`);
+      assert.equal(error.rangeIndex, 70);
+      assert.equal(error.reason, "truncated");
+      assert.equal(error.fileOffset, kept);
+      assert.equal(error.bytesTransferred, 70 * length + 100);
+      return true;
+    },
+  );
+  assertBytes(
+    target.subarray(0, 70 * length + 100),
+    expectedGather(file, positions.slice(0, 71), length).subarray(0, 70 * length + 100),
+  );
+  assert.equal(pool.restarts, 0, "a guarded fault does not cost the worker");
+  assert.equal(await pooled.readMany(target, [0, PAGE], length), 2 * length);
+  assertBytes(target.subarray(0, length), file.subarray(0, length));
+});
+
+Deno.test("pool readMany: kill -9 of the worker mid-batch rejects with WorkerCrashedError, then works", async () => {
+  using dir = scratch();
+  const file = writePattern(dir.path("data.bin"), 64 * MIB);
+  await using pool = new MapPool({ workers: 1 });
+  const pooled = await pool.open(dir.path("data.bin"));
+  const [pid] = pool.pids;
+  // 64 MiB in 4 KiB ranges: many requests, run off the event loop, so the kill lands in flight.
+  const positions = positionsFor(16_384, pooled.byteLength, 4_096, 7);
+  const reading = pooled.readMany(new Uint8Array(16_384 * 4_096), positions, 4_096);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  Deno.kill(pid, "SIGKILL");
+  try {
+    await reading;
+    await pooled.readMany(new Uint8Array(16), [0], 16); // A fast machine may finish first.
+    assert.fail("a call on the killed worker succeeded");
+  } catch (error) {
+    assert.ok(error instanceof WorkerCrashedError, `${error}`);
+    assert.equal(error.signal, "SIGKILL");
+  }
+  const again = new Uint8Array(2 * 64);
+  assert.equal(await pooled.readMany(again, [10, 5 * MIB], 64), again.length);
+  assertBytes(again, expectedGather(file, [10, 5 * MIB], 64));
+  assert.equal(pool.restarts, 1);
+});

@@ -9,7 +9,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { libraryPath, native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
-import { GuardmapError, MapClosedError, WorkerCrashedError } from "../ffi/errors.ts";
+import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
+import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
 import { asBytes } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
@@ -71,6 +72,17 @@ export interface PoolFile extends AsyncDisposable {
   readonly byteLength: number;
   /** Copies `target.byteLength` bytes from window `position` into `target`. */
   read(target: ArrayBufferView, position?: number): Promise<number>;
+  /**
+   * Reads many ranges of `length` bytes in one round trip per staging area's worth: range `i`
+   * from window position `positions[i]` into `target` at byte `i * length`. Checks, errors and
+   * `rangeIndex` as `MappedFile.readMany`; a range longer than half the staging area is a
+   * `RangeError` (use `read` for those).
+   */
+  readMany(
+    target: ArrayBufferView,
+    positions: Float64Array | readonly number[],
+    length: number,
+  ): Promise<number>;
   /** Copies `source` into the window at `position`. */
   write(source: ArrayBufferView, position?: number): Promise<number>;
   /** Writes dirty pages back and waits for the device; throws MappedIOError on failure. */
@@ -352,6 +364,45 @@ class PoolCore {
       );
       if (status !== Status.ok) throw this.#callError(file, status, kind, position, length);
       return length;
+    });
+  }
+
+  /** Bytes of each worker's staging area. */
+  get stagingBytes(): number {
+    return this.#options.stagingBytes;
+  }
+
+  /** Many small reads through the worker: as many per request as its staging area holds. */
+  readMany(
+    file: PoolFileImpl,
+    bytes: Uint8Array,
+    positions: Float64Array,
+    length: number,
+  ): Promise<number> {
+    return this.#exclusive(file.worker, "readMany", file.path, async () => {
+      const lib = native();
+      const worker = file.worker;
+      const count = positions.length;
+      const call = count * length >= ASYNC_TRANSFER_BYTES
+        ? lib.gm_pool_read_many_async
+        : lib.gm_pool_read_many;
+      const status = this.#check(
+        await call(
+          worker.channel,
+          file.handle,
+          positions,
+          count,
+          length,
+          bytes,
+          bytes.byteLength,
+          this.#options.callTimeoutMs,
+          worker.detail,
+        ),
+      );
+      if (status === Status.ok) return count * length;
+      const index = splitBatchCount(worker.detailView, length, count);
+      const error = this.#callError(file, status, "read", positions[index], length);
+      throw error instanceof MappedIOError ? batchError(error, index, count, length) : error;
     });
   }
 
@@ -829,6 +880,23 @@ class PoolFileImpl implements PoolFile {
 
   write(source: ArrayBufferView, position: number = 0): Promise<number> {
     return this.#transfer("write", source, position);
+  }
+
+  async readMany(
+    target: ArrayBufferView,
+    positions: Float64Array | readonly number[],
+    length: number,
+  ): Promise<number> {
+    this.#usable("read");
+    const bytes = asBytes(target);
+    const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
+    if (length > this.#pool.stagingBytes / 2) {
+      throw new RangeError(
+        `readMany: ranges of ${length} bytes do not fit the worker's staging area ` +
+          `(${this.#pool.stagingBytes} bytes, half of it per range at most); use read() for each`,
+      );
+    }
+    return await this.#pool.readMany(this, bytes, list, length);
   }
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {

@@ -31,6 +31,9 @@ pub const Op = enum(u32) {
     flush = 3,
     prefault = 4,
     advise = 5,
+    /// `position` = the number of ranges, `length_bytes` = the bytes per range; staging holds the
+    /// positions (f64) from offset 0, the ranges' bytes after them (see `read_many_layout`).
+    read_many = 6,
     /// Requests at or above this number are handed to the worker's JavaScript.
     control_first = 16,
     _,
@@ -303,4 +306,14 @@ pub fn post_response(channel: *Channel, sequence: u32) void {
     const header = channel.header;
     @atomicStore(u32, &header.response_sequence, sequence, .seq_cst);
     if (@atomicLoad(u32, &header.host_sleeping, .seq_cst) != 0) futex_wake(&header.response_sequence);
+}
+
+/// Where a read_many request keeps its parts in the staging area: `count` f64 positions from
+/// offset 0, then the ranges' bytes from `targets_offset`. Null when they do not fit.
+pub fn read_many_layout(count: u64, length_bytes: u64, staging_bytes: u64) ?struct { targets_offset: u64, targets_bytes: u64 } {
+    const positions_bytes = std.math.mul(u64, count, @sizeOf(f64)) catch return null;
+    const targets_bytes = std.math.mul(u64, count, length_bytes) catch return null;
+    const total_bytes = std.math.add(u64, positions_bytes, targets_bytes) catch return null;
+    if (total_bytes > staging_bytes) return null;
+    return .{ .targets_offset = positions_bytes, .targets_bytes = targets_bytes };
 }

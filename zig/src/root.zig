@@ -619,6 +619,82 @@ fn unstage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, 
     @memcpy(user[to..][0..count], channel.staging[from..][0..count]);
 }
 
+/// Host: `gm_read_many` through the worker's map `file_handle`: as many ranges per request as
+/// the staging area holds (positions and bytes), one request after the other. On a fault,
+/// `bytes_done` counts the bytes of all ranges before it, as in-process.
+export fn gm_pool_read_many(
+    handle: u32,
+    file_handle: u32,
+    positions: ?[*]const f64,
+    count: f64,
+    length: f64,
+    target: ?[*]u8,
+    target_length: f64,
+    timeout_ms: f64,
+    detail: ?*align(1) Detail,
+) i32 {
+    return code(pool_read_many(handle, file_handle, positions, count, length, target, target_length, timeout_ms, detail));
+}
+
+fn pool_read_many(
+    handle: u32,
+    file_handle: u32,
+    positions_pointer: ?[*]const f64,
+    count_f64: f64,
+    length: f64,
+    target_pointer: ?[*]u8,
+    target_length: f64,
+    timeout_ms: f64,
+    detail: ?*align(1) Detail,
+) Status {
+    if (builtin.os.tag != .linux) return .not_supported;
+    const out = detail orelse return .invalid_argument;
+    out.* = Detail.zero;
+    const count = window_zig.integer_from_f64(count_f64) orelse return .invalid_argument;
+    const length_bytes = window_zig.integer_from_f64(length) orelse return .invalid_argument;
+    const target_bytes = window_zig.integer_from_f64(target_length) orelse return .invalid_argument;
+    const timeout = window_zig.integer_from_f64(timeout_ms) orelse return .invalid_argument;
+    const total_bytes = std.math.mul(u64, count, length_bytes) catch return .invalid_argument;
+    if (total_bytes > target_bytes) return .invalid_argument;
+    if (count == 0) return .ok;
+    const positions = positions_pointer orelse return .invalid_argument;
+    const target = target_pointer orelse return .invalid_argument;
+    const lease = channels.acquire(handle) catch return .bad_handle;
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    const header = channel.header;
+    if (@atomicLoad(u32, &header.response_sequence, .acquire) != header.request_sequence) return .busy;
+    // Ranges per request: the positions and the bytes of that many ranges fit the staging area.
+    const per_request = channel.staging_bytes / (@sizeOf(f64) + length_bytes);
+    if (per_request == 0) return .out_of_range; // A range longer than staging: use gm_pool_read.
+
+    var first: u64 = 0;
+    const requests_max = count / per_request + 1;
+    var requests: u64 = 0;
+    while (first < count) : (requests += 1) {
+        assert(requests < requests_max);
+        const batch = @min(per_request, count - first);
+        const layout = channel_zig.read_many_layout(batch, length_bytes, channel.staging_bytes).?;
+        const positions_bytes: usize = @intCast(layout.targets_offset);
+        @memcpy(channel.staging[0..positions_bytes], std.mem.sliceAsBytes(positions[@intCast(first)..][0..@intCast(batch)]));
+        write_request(channel, @intFromEnum(channel_zig.Op.read_many), file_handle, .{ .position = batch, .length_bytes = length_bytes }, 0, 0);
+        channel_zig.post_request(channel);
+        const status = wait_answer(channel, timeout, out);
+        const done_bytes: usize = @intCast(if (status == .ok) layout.targets_bytes else @min(out.bytes_done, layout.targets_bytes));
+        const user_offset: usize = @intCast(first * length_bytes);
+        // As pool_transfer: the bytes the worker copied before a fault are delivered.
+        if (status != .worker_gone and status != .timed_out) {
+            @memcpy(target[user_offset..][0..done_bytes], channel.staging[positions_bytes..][0..done_bytes]);
+        }
+        if (status != .ok) {
+            out.bytes_done += first * length_bytes;
+            return status;
+        }
+        first += batch;
+    }
+    return .ok;
+}
+
 export fn gm_pool_read(handle: u32, file_handle: u32, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
     return code(pool_transfer(handle, file_handle, position, target, length, timeout_ms, detail, .read));
 }
@@ -649,6 +725,28 @@ export fn gm_channel_serve(handle: u32, parent_pid: i32) i32 {
     }
 }
 
+/// Worker: a read_many request. The host's count, length and positions are checked here and in
+/// read_many as if they came from anywhere.
+fn serve_read_many(channel: *channel_zig.Channel, detail: *Detail) Status {
+    const header = channel.header;
+    const count = header.position;
+    const length_bytes = header.length_bytes;
+    const layout = channel_zig.read_many_layout(count, length_bytes, channel.staging_bytes) orelse
+        return .invalid_argument;
+    // Staging is page-aligned, so the positions at its start are aligned for f64.
+    const positions: [*]const f64 = @ptrCast(@alignCast(channel.staging));
+    const targets = channel.staging + @as(usize, @intCast(layout.targets_offset));
+    return read_many(
+        header.handle,
+        positions,
+        @floatFromInt(count),
+        @floatFromInt(length_bytes),
+        targets,
+        @floatFromInt(layout.targets_bytes),
+        detail,
+    );
+}
+
 /// Performs one data request against this process's maps. The host is not trusted either: the
 /// staging range is checked like any other.
 fn serve_data(channel: *channel_zig.Channel, detail: *Detail) Status {
@@ -662,6 +760,7 @@ fn serve_data(channel: *channel_zig.Channel, detail: *Detail) Status {
     const status: i32 = switch (op) {
         .read => if (!staging_ok) code(.invalid_argument) else read_for_peer(header.handle, position, staging, length, detail),
         .write => if (!staging_ok) code(.invalid_argument) else gm_write(header.handle, position, staging, length, detail),
+        .read_many => code(serve_read_many(channel, detail)),
         .flush => gm_flush(header.handle, position, length, detail),
         .prefault => gm_prefault(header.handle, position, length, header.argument, detail),
         .advise => gm_advise(header.handle, position, length, header.argument, detail),
