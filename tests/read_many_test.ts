@@ -1,5 +1,5 @@
 // MappedFile.readMany (one native call for many ranges) and the large guarded read (the
-// streaming copy for reads of 1 MiB or more): results byte for byte against the file, every
+// streaming copy for reads of 32 MiB or more, zig/src/guard.zig stream_length_bytes_min): results byte for byte against the file, every
 // bad argument refused before anything is copied, and real faults (a file truncated under the
 // map; faultfs answering EIO) reported with the exact range, position and byte count.
 import assert from "node:assert/strict";
@@ -9,6 +9,8 @@ import { assertBytes, pattern, scratch, writePattern } from "./util.ts";
 
 const PAGE = 4_096;
 const MIB = 1_048_576;
+/** Reads of at least this many bytes take the streaming copy (guard.stream_length_bytes_min). */
+const STREAM_BYTES = 32 * MIB;
 
 /** Seeded xorshift32 positions in `[0, span - length]`. */
 function positionsFor(count: number, span: number, length: number, seed: number): Float64Array {
@@ -124,22 +126,22 @@ Deno.test("readMany across a truncated end: the range, the bytes before it, then
   assertBytes(target.subarray(0, length), file.subarray(kept - length, kept));
 });
 
-Deno.test("a read of 1 MiB or more (the streaming copy) is exact, also across a truncated end", () => {
+Deno.test("a read of 32 MiB or more (the streaming copy) is exact, also across a truncated end", () => {
   using dir = scratch();
   const path = dir.path("data.bin");
-  const file = writePattern(path, 6 * MIB);
+  const file = writePattern(path, STREAM_BYTES + 4 * MIB);
   using map = MappedFile.open(path);
   for (const [position, shift] of [[0, 0], [3, 1], [4_095, 63], [PAGE * 7 + 61, 17]]) {
-    const length = 5 * MIB + 333;
+    const length = STREAM_BYTES + 2 * MIB + 333;
     const buffer = new Uint8Array(length + 64);
     const target = buffer.subarray(shift, shift + length);
     assert.equal(map.read(target, position), length);
     assertBytes(target, file.subarray(position, position + length), `at ${position}+${shift}`);
   }
-  const kept = 2 * MIB + 3 * PAGE;
+  const kept = STREAM_BYTES / 2 + 3 * PAGE;
   Deno.truncateSync(path, kept);
   for (const position of [0, 5, 1_000_003]) {
-    const target = new Uint8Array(6 * MIB - position);
+    const target = new Uint8Array(STREAM_BYTES + 4 * MIB - position);
     assert.throws(
       () => map.read(target, position),
       (error: unknown) => {
@@ -155,16 +157,16 @@ Deno.test("a read of 1 MiB or more (the streaming copy) is exact, also across a 
 });
 
 fuseTest(
-  "EIO under a 4 MiB streaming read and under readMany: the exact page, the bytes before it, then healed",
+  "EIO under a streaming read (34 MiB) and under readMany: the exact page, the bytes before it, then healed",
   async () => {
-    await using fs = await mountFaultFs({ maxReadahead: PAGE });
-    const bytes = pattern(0, 4 * MIB);
+    await using fs = await mountFaultFs();
+    const bytes = pattern(0, STREAM_BYTES + 2 * MIB);
     Deno.writeFileSync(fs.backing("data.bin"), bytes);
     using map = MappedFile.open(fs.path("data.bin"));
-    const failingPage = 3 * MIB + 5 * PAGE;
+    const failingPage = STREAM_BYTES - 3 * MIB + 5 * PAGE;
     await fs.fail({ operations: "read", file: "data.bin", offset: failingPage + 10, length: 1 });
 
-    const target = new Uint8Array(4 * MIB - 7);
+    const target = new Uint8Array(bytes.length - 7);
     assert.throws(
       () => map.read(target, 7),
       (error: unknown) => {

@@ -7,6 +7,7 @@ const Status = status_zig.Status;
 const Detail = status_zig.Detail;
 const OpenResult = status_zig.OpenResult;
 const guard_linux = @import("guard_linux.zig");
+const guard = @import("guard.zig");
 
 const file_length_bytes = 64 * 1024;
 const truncated_length_bytes = 12288;
@@ -95,11 +96,11 @@ test "guarded read across a truncated end delivers the bytes before it and repor
 }
 
 test "a large guarded read (the streaming copy) reports a truncated end to the byte, at any alignment" {
-    // Reads of 1 MiB or more take guardmap_copy_stream, which notices a fault only per 64-byte
+    // Reads of stream_length_bytes_min or more take guardmap_copy_stream, which notices a fault only per 64-byte
     // line; the count it returns must still be exact. Shifts make the source and the target
     // straddle lines and pages differently.
-    const large_bytes = 4 << 20;
-    const kept_bytes = (2 << 20) + 12288;
+    const large_bytes = guard.stream_length_bytes_min + (4 << 20);
+    const kept_bytes = guard.stream_length_bytes_min / 2 + 12288;
     const path = "/tmp/guardmap-zig-stream";
     var file = try std.fs.createFileAbsolute(path, .{ .read = true, .truncate = true });
     defer std.fs.deleteFileAbsolute(path) catch {};

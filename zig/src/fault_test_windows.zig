@@ -10,6 +10,7 @@ const Detail = status_zig.Detail;
 const OpenResult = status_zig.OpenResult;
 const Mode = status_zig.Mode;
 const guard_windows = @import("guard_windows.zig");
+const guard = @import("guard.zig");
 
 const gib: u64 = 1024 * 1024 * 1024;
 const granule: u64 = 64 * 1024;
@@ -344,9 +345,9 @@ test "windows: guarded read across a truncated end reports the exact byte count"
 }
 
 test "windows: a large guarded read (the streaming copy) reports a truncated end to the byte" {
-    // Reads of 1 MiB or more take guardmap_copy_stream; its count must be exact at odd shifts.
-    const large_bytes = 4 << 20;
-    const kept_bytes = (2 << 20) + 12288;
+    // Reads of stream_length_bytes_min or more take guardmap_copy_stream; its count must be exact at odd shifts.
+    const large_bytes = guard.stream_length_bytes_min + (4 << 20);
+    const kept_bytes = guard.stream_length_bytes_min / 2 + 12288;
     var scratch: Scratch = undefined;
     try scratch.create_named(Scratch.name_ascii);
     defer scratch.remove();
