@@ -45,11 +45,14 @@ count_tests() {
 step "zig fmt --check"
 "$ZIG" fmt --check zig/build.zig zig/src
 
-step "deno fmt --check, deno lint, deno check, deno doc --lint"
+step "deno fmt --check, deno lint, deno check, deno doc --lint, deno publish --dry-run"
 "$DENO" fmt --check
 "$DENO" lint
-"$DENO" check mod.ts ffi/*.ts tests/*.ts bench/*.ts tools/*.ts
+"$DENO" check mod.ts ffi/*.ts workers/*.ts tests/*.ts bench/*.ts tools/*.ts
 "$DENO" doc --lint mod.ts
+# The package as JSR would get it: every module it imports is included, no slow types. Runs
+# offline (nothing is uploaded); --allow-dirty so that it also runs in a working copy.
+"$DENO" publish --dry-run --allow-dirty
 
 step "cross-compile: x86_64-windows-gnu and aarch64-linux-gnu"
 (cd zig && "$ZIG" build -Doptimize=ReleaseSafe -Dtarget=x86_64-windows-gnu --prefix "$scratch/windows")
