@@ -61,9 +61,13 @@ pub const os = switch (builtin.os.tag) {
 
 const copy_assembly = switch (builtin.cpu.arch) {
     .x86_64 => if (builtin.os.tag == .windows)
-        copy_x86_64_windows ++ stream_x86_64_windows ++ small_x86_64_windows
+        windows_routine("guardmap_copy", copy_entry_windows, copy_body, copy_done, copy_landing_code) ++
+            windows_routine("guardmap_copy_stream", stream_entry_windows, stream_body, stream_done, stream_landing_code) ++
+            windows_routine("guardmap_copy_small", copy_entry_windows, small_body, copy_done, copy_landing_code)
     else
-        copy_x86_64_sysv ++ stream_x86_64_sysv ++ small_x86_64_sysv,
+        sysv_routine("guardmap_copy", copy_entry_sysv, copy_body, copy_done, copy_landing_code) ++
+            sysv_routine("guardmap_copy_stream", stream_entry_sysv, stream_body, stream_done, stream_landing_code) ++
+            sysv_routine("guardmap_copy_small", copy_entry_sysv, small_body, copy_done, copy_landing_code),
     .aarch64 => copy_aarch64,
     else => @compileError("guardmap's guarded copy supports x86_64 and aarch64"),
 };
@@ -72,78 +76,116 @@ comptime {
     asm (copy_assembly);
 }
 
+// Every x86_64 routine has the same frame: `entry` moves the arguments where `body` wants them
+// (rdi = dst, rsi = src, the count in rcx), `body` runs between the labels NAME_begin and NAME_end
+// (the only place a fault is claimed), `done` clears rax for the normal exit, and the landing pad,
+// NAME_landing, where the handler sends a claimed fault, puts the bytes not copied in rax. The
+// parts are newline-terminated instruction lines.
+
 // System V: rdi = dst, rsi = src, rdx = length, rcx = frame. `rep movsb` needs the count in rcx,
 // so the frame moves to r8 first; the handler reads it from there. The direction flag is clear on
-// entry by the ABI, so the copy runs forward. On a fault rcx holds the bytes not yet copied.
-const copy_x86_64_sysv =
-    \\.text
-    \\.globl guardmap_copy
-    \\.hidden guardmap_copy
-    \\.type guardmap_copy, @function
-    \\.globl guardmap_copy_begin
-    \\.hidden guardmap_copy_begin
-    \\.globl guardmap_copy_end
-    \\.hidden guardmap_copy_end
-    \\.globl guardmap_copy_landing
-    \\.hidden guardmap_copy_landing
-    \\.p2align 4
-    \\guardmap_copy:
+// entry by the ABI, so the copies run forward.
+fn sysv_routine(
+    comptime name: []const u8,
+    comptime entry: []const u8,
+    comptime body: []const u8,
+    comptime done: []const u8,
+    comptime landing: []const u8,
+) []const u8 {
+    return std.fmt.comptimePrint(
+        \\.text
+        \\.globl {0s}
+        \\.hidden {0s}
+        \\.type {0s}, @function
+        \\.globl {0s}_begin
+        \\.hidden {0s}_begin
+        \\.globl {0s}_end
+        \\.hidden {0s}_end
+        \\.globl {0s}_landing
+        \\.hidden {0s}_landing
+        \\.p2align 4
+        \\{0s}:
+        \\{1s}{0s}_begin:
+        \\{2s}{0s}_end:
+        \\{3s}    ret
+        \\{0s}_landing:
+        \\{4s}    ret
+        \\.size {0s}, . - {0s}
+        \\
+    , .{ name, entry, body, done, landing });
+}
+
+// Win64: rcx = dst, rdx = src, r8 = length, r9 = frame (the handler reads it from there). rdi and
+// rsi are callee-saved there, so they are pushed and the landing pad pops them the same way as
+// the normal exit. The .seh_* directives give the routine unwind information, so that a fault
+// passed on to other handlers (or a debugger's stack walk) unwinds through the pushes correctly.
+fn windows_routine(
+    comptime name: []const u8,
+    comptime entry: []const u8,
+    comptime body: []const u8,
+    comptime done: []const u8,
+    comptime landing: []const u8,
+) []const u8 {
+    return std.fmt.comptimePrint(
+        \\.text
+        \\.globl {0s}
+        \\.globl {0s}_begin
+        \\.globl {0s}_end
+        \\.globl {0s}_landing
+        \\.def {0s}; .scl 2; .type 32; .endef
+        \\.p2align 4
+        \\.seh_proc {0s}
+        \\{0s}:
+        \\    pushq %rdi
+        \\    .seh_pushreg %rdi
+        \\    pushq %rsi
+        \\    .seh_pushreg %rsi
+        \\    .seh_endprologue
+        \\    movq %rcx, %rdi
+        \\    movq %rdx, %rsi
+        \\{1s}{0s}_begin:
+        \\{2s}{0s}_end:
+        \\{3s}    popq %rsi
+        \\    popq %rdi
+        \\    ret
+        \\{0s}_landing:
+        \\{4s}    popq %rsi
+        \\    popq %rdi
+        \\    ret
+        \\.seh_endproc
+        \\
+    , .{ name, entry, body, done, landing });
+}
+
+const copy_entry_sysv =
     \\    movq %rcx, %r8
     \\    movq %rdx, %rcx
-    \\guardmap_copy_begin:
-    \\    rep movsb
-    \\guardmap_copy_end:
-    \\    xorl %eax, %eax
-    \\    ret
-    \\guardmap_copy_landing:
-    \\    movq %rcx, %rax
-    \\    ret
-    \\.size guardmap_copy, . - guardmap_copy
     \\
 ;
-
-// Win64: rcx = dst, rdx = src, r8 = length, r9 = frame. rdi and rsi are callee-saved there, so
-// they are pushed and the landing pad pops them the same way as the normal exit. The .seh_*
-// directives give the routine unwind information, so that a fault passed on to other handlers
-// (or a debugger's stack walk) unwinds through the pushes correctly.
-const copy_x86_64_windows =
-    \\.text
-    \\.globl guardmap_copy
-    \\.globl guardmap_copy_begin
-    \\.globl guardmap_copy_end
-    \\.globl guardmap_copy_landing
-    \\.def guardmap_copy; .scl 2; .type 32; .endef
-    \\.p2align 4
-    \\.seh_proc guardmap_copy
-    \\guardmap_copy:
-    \\    pushq %rdi
-    \\    .seh_pushreg %rdi
-    \\    pushq %rsi
-    \\    .seh_pushreg %rsi
-    \\    .seh_endprologue
-    \\    movq %rcx, %rdi
-    \\    movq %rdx, %rsi
+const copy_entry_windows =
     \\    movq %r8, %rcx
-    \\guardmap_copy_begin:
-    \\    rep movsb
-    \\guardmap_copy_end:
+    \\
+;
+const copy_done =
     \\    xorl %eax, %eax
-    \\    popq %rsi
-    \\    popq %rdi
-    \\    ret
-    \\guardmap_copy_landing:
+    \\
+;
+// On a fault rcx holds the bytes not yet copied, in `rep movsb` and in the small copy alike.
+const copy_landing_code =
     \\    movq %rcx, %rax
-    \\    popq %rsi
-    \\    popq %rdi
-    \\    ret
-    \\.seh_endproc
     \\
 ;
 
-// The streaming copy's body, shared by both x86_64 ABIs. On entry rdi = dst, rsi = src,
-// rcx = the head (bytes up to dst's next 64-byte boundary, at most the length) and rdx = the
-// bytes after the head. Invariant at every instruction that touches memory: the bytes not yet
-// known to be copied are rcx + rdx, so the landing pad's answer is right in every phase.
+// guardmap_copy: one forward `rep movsb`.
+const copy_body =
+    \\    rep movsb
+    \\
+;
+
+// The streaming copy's body. On entry rdi = dst, rsi = src, rcx = the head (bytes up to dst's next
+// 64-byte boundary, at most the length) and rdx = the bytes after the head. Invariant at every
+// instruction that touches memory: the bytes not yet known to be copied are rcx + rdx, so the
+// landing pad's answer is right in every phase.
 //   head: `rep movsb` counts rcx down;
 //   body: rcx = bytes of whole 64-byte lines left, rdx = the tail; rcx drops only after a line's
 //         four stores, so a fault inside a line reports the whole line as not copied;
@@ -177,7 +219,7 @@ const stream_body =
     \\
 ;
 
-// rdx = length on entry: the head is min(-dst mod 64, length), taken off rdx.
+// rdx = length here: the head is min(-dst mod 64, length), taken off rdx.
 const stream_head =
     \\    movq %rdi, %rcx
     \\    negq %rcx
@@ -187,87 +229,31 @@ const stream_head =
     \\    subq %rcx, %rdx
     \\
 ;
-
-// System V: as guardmap_copy (the frame moves to r8). Non-temporal stores are weakly ordered;
-// `sfence` on both exits makes them ordered before anything the caller stores next (another
-// thread that sees the result must see the bytes).
-const stream_x86_64_sysv =
-    \\.text
-    \\.globl guardmap_copy_stream
-    \\.hidden guardmap_copy_stream
-    \\.type guardmap_copy_stream, @function
-    \\.globl guardmap_copy_stream_begin
-    \\.hidden guardmap_copy_stream_begin
-    \\.globl guardmap_copy_stream_end
-    \\.hidden guardmap_copy_stream_end
-    \\.globl guardmap_copy_stream_landing
-    \\.hidden guardmap_copy_stream_landing
-    \\.p2align 4
-    \\guardmap_copy_stream:
+const stream_entry_sysv =
     \\    movq %rcx, %r8
     \\
-++ stream_head ++
-    \\guardmap_copy_stream_begin:
-    \\
-++ stream_body ++
-    \\guardmap_copy_stream_end:
-    \\    sfence
-    \\    xorl %eax, %eax
-    \\    ret
-    \\guardmap_copy_stream_landing:
-    \\    sfence
-    \\    leaq (%rcx,%rdx), %rax
-    \\    ret
-    \\.size guardmap_copy_stream, . - guardmap_copy_stream
-    \\
-;
-
-// Win64: as guardmap_copy (rdi and rsi saved, the frame stays in r9), the length moved to rdx.
-const stream_x86_64_windows =
-    \\.text
-    \\.globl guardmap_copy_stream
-    \\.globl guardmap_copy_stream_begin
-    \\.globl guardmap_copy_stream_end
-    \\.globl guardmap_copy_stream_landing
-    \\.def guardmap_copy_stream; .scl 2; .type 32; .endef
-    \\.p2align 4
-    \\.seh_proc guardmap_copy_stream
-    \\guardmap_copy_stream:
-    \\    pushq %rdi
-    \\    .seh_pushreg %rdi
-    \\    pushq %rsi
-    \\    .seh_pushreg %rsi
-    \\    .seh_endprologue
-    \\    movq %rcx, %rdi
-    \\    movq %rdx, %rsi
+++ stream_head;
+const stream_entry_windows =
     \\    movq %r8, %rdx
     \\
-++ stream_head ++
-    \\guardmap_copy_stream_begin:
-    \\
-++ stream_body ++
-    \\guardmap_copy_stream_end:
+++ stream_head;
+// Non-temporal stores are weakly ordered; `sfence` on both exits orders them before anything the
+// caller stores next (another thread that sees the result must see the bytes).
+const stream_done =
     \\    sfence
     \\    xorl %eax, %eax
-    \\    popq %rsi
-    \\    popq %rdi
-    \\    ret
-    \\guardmap_copy_stream_landing:
+    \\
+;
+const stream_landing_code =
     \\    sfence
     \\    leaq (%rcx,%rdx), %rax
-    \\    popq %rsi
-    \\    popq %rdi
-    \\    ret
-    \\.seh_endproc
     \\
 ;
 
-// The small copy's body, shared by both x86_64 ABIs: rdi = dst, rsi = src, rcx = length. Plain
-// moves, 16 bytes, then 8, then single bytes, so that a run of small copies (gm_read_many) is a
-// run of ordinary loads the CPU can overlap; `rep movsb` is microcoded, costs a start-up of tens
-// of cycles, and measured 2.5x slower per 64-byte range (bench/where_the_time_goes.md).
-// Invariant at every instruction that touches memory: rcx = the bytes not yet known to be
-// copied; it drops only after a chunk's store.
+// The small copy's body: rdi = dst, rsi = src, rcx = length. Plain moves, 16 bytes, then 8, then
+// single bytes, so that a run of small copies (gm_read_many) is a run of ordinary loads and
+// stores instead of microcoded `rep movsb` start-ups. Invariant at every instruction that touches
+// memory: rcx = the bytes not yet known to be copied; it drops only after a chunk's store.
 const small_body =
     \\    cmpq $16, %rcx
     \\    jb 2f
@@ -298,71 +284,6 @@ const small_body =
     \\    decq %rcx
     \\    jnz 4b
     \\5:
-    \\
-;
-
-// System V: as guardmap_copy (the frame moves to r8, the length to rcx).
-const small_x86_64_sysv =
-    \\.text
-    \\.globl guardmap_copy_small
-    \\.hidden guardmap_copy_small
-    \\.type guardmap_copy_small, @function
-    \\.globl guardmap_copy_small_begin
-    \\.hidden guardmap_copy_small_begin
-    \\.globl guardmap_copy_small_end
-    \\.hidden guardmap_copy_small_end
-    \\.globl guardmap_copy_small_landing
-    \\.hidden guardmap_copy_small_landing
-    \\.p2align 4
-    \\guardmap_copy_small:
-    \\    movq %rcx, %r8
-    \\    movq %rdx, %rcx
-    \\guardmap_copy_small_begin:
-    \\
-++ small_body ++
-    \\guardmap_copy_small_end:
-    \\    xorl %eax, %eax
-    \\    ret
-    \\guardmap_copy_small_landing:
-    \\    movq %rcx, %rax
-    \\    ret
-    \\.size guardmap_copy_small, . - guardmap_copy_small
-    \\
-;
-
-// Win64: as guardmap_copy (rdi and rsi saved, the frame stays in r9).
-const small_x86_64_windows =
-    \\.text
-    \\.globl guardmap_copy_small
-    \\.globl guardmap_copy_small_begin
-    \\.globl guardmap_copy_small_end
-    \\.globl guardmap_copy_small_landing
-    \\.def guardmap_copy_small; .scl 2; .type 32; .endef
-    \\.p2align 4
-    \\.seh_proc guardmap_copy_small
-    \\guardmap_copy_small:
-    \\    pushq %rdi
-    \\    .seh_pushreg %rdi
-    \\    pushq %rsi
-    \\    .seh_pushreg %rsi
-    \\    .seh_endprologue
-    \\    movq %rcx, %rdi
-    \\    movq %rdx, %rsi
-    \\    movq %r8, %rcx
-    \\guardmap_copy_small_begin:
-    \\
-++ small_body ++
-    \\guardmap_copy_small_end:
-    \\    xorl %eax, %eax
-    \\    popq %rsi
-    \\    popq %rdi
-    \\    ret
-    \\guardmap_copy_small_landing:
-    \\    movq %rcx, %rax
-    \\    popq %rsi
-    \\    popq %rdi
-    \\    ret
-    \\.seh_endproc
     \\
 ;
 

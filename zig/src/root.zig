@@ -200,11 +200,9 @@ fn read_many(
     detail: ?*align(1) Detail,
 ) Status {
     const out = detail orelse return .invalid_argument;
-    const count = window_zig.integer_from_f64(count_f64) orelse return .invalid_argument;
-    const length_bytes = window_zig.integer_from_f64(length) orelse return .invalid_argument;
-    const target_bytes = window_zig.integer_from_f64(target_length) orelse return .invalid_argument;
-    const total_bytes = std.math.mul(u64, count, length_bytes) catch return .invalid_argument;
-    if (total_bytes > target_bytes) return .invalid_argument;
+    const batch = parse_batch(count_f64, length, target_length) orelse return .invalid_argument;
+    const count = batch.count;
+    const length_bytes = batch.length_bytes;
     const lease = table.acquire(handle) catch return .bad_handle;
     defer lease.release();
     if (count == 0) return .ok;
@@ -236,6 +234,21 @@ fn read_many(
         if (remaining != 0) return report_fault(mapping, &frame, index * size + (size - remaining), out);
     }
     return .ok;
+}
+
+const Batch = struct { count: u64, length_bytes: u64 };
+
+/// A batch of `count` ranges of `length` bytes each, for a target of `target_length` bytes: exact
+/// non-negative integers, and the ranges fit the target.
+fn parse_batch(count: f64, length: f64, target_length: f64) ?Batch {
+    const batch: Batch = .{
+        .count = window_zig.integer_from_f64(count) orelse return null,
+        .length_bytes = window_zig.integer_from_f64(length) orelse return null,
+    };
+    const target_bytes = window_zig.integer_from_f64(target_length) orelse return null;
+    const total_bytes = std.math.mul(u64, batch.count, batch.length_bytes) catch return null;
+    if (total_bytes > target_bytes) return null;
+    return batch;
 }
 
 /// How many ranges ahead gm_read_many asks for the data. Random ranges of a large map each miss
@@ -650,12 +663,10 @@ fn pool_read_many(
     if (builtin.os.tag != .linux) return .not_supported;
     const out = detail orelse return .invalid_argument;
     out.* = Detail.zero;
-    const count = window_zig.integer_from_f64(count_f64) orelse return .invalid_argument;
-    const length_bytes = window_zig.integer_from_f64(length) orelse return .invalid_argument;
-    const target_bytes = window_zig.integer_from_f64(target_length) orelse return .invalid_argument;
+    const batch = parse_batch(count_f64, length, target_length) orelse return .invalid_argument;
+    const count = batch.count;
+    const length_bytes = batch.length_bytes;
     const timeout = window_zig.integer_from_f64(timeout_ms) orelse return .invalid_argument;
-    const total_bytes = std.math.mul(u64, count, length_bytes) catch return .invalid_argument;
-    if (total_bytes > target_bytes) return .invalid_argument;
     if (count == 0) return .ok;
     const positions = positions_pointer orelse return .invalid_argument;
     const target = target_pointer orelse return .invalid_argument;
@@ -673,11 +684,11 @@ fn pool_read_many(
     var requests: u64 = 0;
     while (first < count) : (requests += 1) {
         assert(requests < requests_max);
-        const batch = @min(per_request, count - first);
-        const layout = channel_zig.read_many_layout(batch, length_bytes, channel.staging_bytes).?;
+        const ranges = @min(per_request, count - first);
+        const layout = channel_zig.read_many_layout(ranges, length_bytes, channel.staging_bytes).?;
         const positions_bytes: usize = @intCast(layout.targets_offset);
-        @memcpy(channel.staging[0..positions_bytes], std.mem.sliceAsBytes(positions[@intCast(first)..][0..@intCast(batch)]));
-        write_request(channel, @intFromEnum(channel_zig.Op.read_many), file_handle, .{ .position = batch, .length_bytes = length_bytes }, 0, 0);
+        @memcpy(channel.staging[0..positions_bytes], std.mem.sliceAsBytes(positions[@intCast(first)..][0..@intCast(ranges)]));
+        write_request(channel, @intFromEnum(channel_zig.Op.read_many), file_handle, .{ .position = ranges, .length_bytes = length_bytes }, 0, 0);
         channel_zig.post_request(channel);
         const status = wait_answer(channel, timeout, out);
         const done_bytes: usize = @intCast(if (status == .ok) layout.targets_bytes else @min(out.bytes_done, layout.targets_bytes));
@@ -690,7 +701,7 @@ fn pool_read_many(
             out.bytes_done += first * length_bytes;
             return status;
         }
-        first += batch;
+        first += ranges;
     }
     return .ok;
 }
