@@ -177,10 +177,11 @@ export fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detai
 /// to `target + i * length`, through the guard, under one lease: one call instead of `count`,
 /// so the CPU can overlap the cache misses of successive ranges (bench/where_the_time_goes.md).
 /// Every position is checked before anything is copied. On a fault, `bytes_done` counts the
-/// bytes of all ranges before it plus those of the failing range.
+/// bytes of all ranges before it plus those of the failing range. `positions` may be unaligned
+/// (a raw FFI caller can pass any address), hence align(1).
 export fn gm_read_many(
     handle: u32,
-    positions: ?[*]const f64,
+    positions: ?[*]align(1) const f64,
     count: f64,
     length: f64,
     target: ?[*]u8,
@@ -192,7 +193,7 @@ export fn gm_read_many(
 
 fn read_many(
     handle: u32,
-    positions_pointer: ?[*]const f64,
+    positions_pointer: ?[*]align(1) const f64,
     count_f64: f64,
     length: f64,
     target_pointer: ?[*]u8,
@@ -638,7 +639,7 @@ fn unstage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, 
 export fn gm_pool_read_many(
     handle: u32,
     file_handle: u32,
-    positions: ?[*]const f64,
+    positions: ?[*]align(1) const f64,
     count: f64,
     length: f64,
     target: ?[*]u8,
@@ -652,7 +653,7 @@ export fn gm_pool_read_many(
 fn pool_read_many(
     handle: u32,
     file_handle: u32,
-    positions_pointer: ?[*]const f64,
+    positions_pointer: ?[*]align(1) const f64,
     count_f64: f64,
     length: f64,
     target_pointer: ?[*]u8,
