@@ -12,7 +12,7 @@
  * `--only ID,ID` (workload ids: random-64, random-4k, random-64k, sequential-hot, reduction,
  * writes, sequential-cold), `--out DIR` (default: bench/), `--no-numpy`, `--no-cold`.
  *
- * Each workload runs its contenders interleaved in one process (A B C ... A B C ...), several
+ * Each workload runs its contenders interleaved in one process (A B C ... C A B ...), several
  * rounds of many operations each, and reports per contender the median over the rounds of the
  * per-operation time and the ratio to the baseline. numpy runs in a Python subprocess
  * (bench/numpy_memmap.py) that the harness drives one batch at a time, so its batches take
@@ -34,6 +34,7 @@ import {
   expectedBytes,
   randomOffsets,
   residentBytes,
+  roundOrder,
   warmPageCache,
   writeDataFile,
 } from "./compare_data.ts";
@@ -337,11 +338,13 @@ async function runWorkload(workload: Workload, progress: Progress): Promise<Work
   const count = workload.contenders.length;
   for (let round = 0; round < workload.rounds; round++) {
     progress.round(workload.title, round);
-    // A B C, then B C A, then C A B, ...: interleaved, and no contender always runs right after
-    // the same neighbour (a large copy right after a kernel copy into the same buffer measured
-    // up to 20 % slower, whoever made it).
+    // Interleaved, in a new order each round, so that no contender always runs right after the
+    // same neighbour: what ran just before can slow a copy down (a large copy right after a
+    // kernel copy into the same buffer measured up to 20 % slower, whoever made it). Rotating
+    // A B C, B C A, C A B kept every contender behind the same one in all rounds but one.
+    const order = roundOrder(count, round);
     for (let k = 0; k < count; k++) {
-      const c = (k + round) % count;
+      const c = order[k];
       const contender = workload.contenders[c];
       await contender.before?.(round);
       const faultsBefore = minorFaults();
@@ -1475,7 +1478,7 @@ function method(options: Options): string[] {
   return [
     "Each workload runs its contenders interleaved in one process run: a warm-up batch of " +
     `each, then ${options.rounds} rounds (cold: ${options.coldRounds}) of one batch per ` +
-    "contender, the order rotating by one each round (A B C, B C A, C A B, ...) so that no " +
+    "contender, in an order shuffled anew each round (seeded, the same in every run) so that no " +
     "contender always follows the same one. A batch times many operations with `performance.now()` " +
     "(`time.perf_counter_ns()` in Python, garbage collector off); the per-operation time of a " +
     "round is the batch's time divided by its operations.",

@@ -163,3 +163,22 @@ export async function residentBytes(path: string): Promise<number | undefined> {
     return undefined;
   }
 }
+
+/**
+ * The order of `count` contenders (or variants) in round `round`: a permutation shuffled (Fisher-Yates) by a
+ * xorshift32 seeded with the round, so every run uses the same orders.
+ */
+export function roundOrder(count: number, round: number): number[] {
+  const order = Array.from({ length: count }, (_, i) => i);
+  let state = (Math.imul(round + 1, 0x9e3779b9) >>> 0) || 1;
+  for (let i = count - 1; i > 0; i--) {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    const j = state % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}

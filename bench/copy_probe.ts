@@ -22,7 +22,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MappedFile } from "../mod.ts";
 import { native } from "../ffi/library.ts";
-import { CacheEvictor, randomOffsets, warmPageCache, writeDataFile } from "./compare_data.ts";
+import {
+  CacheEvictor,
+  randomOffsets,
+  roundOrder,
+  warmPageCache,
+  writeDataFile,
+} from "./compare_data.ts";
 import { formatRate, formatTime, median } from "./compare_report.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -76,9 +82,10 @@ function interleave(variants: Variant[], ops: number, bytes: number, title: stri
     variant.run(-1);
   }
   for (let round = 0; round < ROUNDS; round++) {
-    // The order rotates by one each round, so no variant always follows the same neighbour.
+    // A new order each round (seeded), so no variant always follows the same neighbour.
+    const order = roundOrder(variants.length, round);
     for (let k = 0; k < variants.length; k++) {
-      const v = (k + round) % variants.length;
+      const v = order[k];
       variants[v].before?.(round);
       samples[v].push(variants[v].run(round) / ops);
     }
