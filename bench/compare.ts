@@ -1031,6 +1031,7 @@ async function writesWorkload(s: Session): Promise<{ workload: Workload; close: 
   const fd = openSync(path, "r+");
   const map = MappedFile.open(path, { mode: "r+" });
   map.prefault({ write: true });
+  const viaFile = MappedFile.open(path, { mode: "r+", writes: "pwrite" });
   const pooled = await s.pool.open(path, { mode: "r+" });
   await pooled.prefault({ write: true });
   // Vary the data a little from one write to the next, as a real workload would.
@@ -1098,6 +1099,21 @@ async function writesWorkload(s: Session): Promise<{ workload: Workload; close: 
       },
     },
     {
+      label: 'MappedFile.write + flush({ position, length: 4096 }), writes: "pwrite"',
+      family: "guardmap",
+      role: "contender",
+      batch(round) {
+        const [start, end] = range(round);
+        const t0 = performance.now();
+        for (let i = start; i < end; i++) {
+          stamp.setUint32(0, ++serial, true);
+          viaFile.write(source, offsets[i]);
+          viaFile.flush({ position: offsets[i], length: 4096 });
+        }
+        return performance.now() - t0;
+      },
+    },
+    {
       label: "MapPool PoolFile.write + flush() (worker process)",
       family: "pool",
       role: "contender",
@@ -1159,6 +1175,7 @@ async function writesWorkload(s: Session): Promise<{ workload: Workload; close: 
     close: () => {
       closeSync(fd);
       map.close();
+      viaFile.close();
       void pooled.close();
     },
   };

@@ -23,6 +23,8 @@ export interface ResolvedOpen {
   offset: bigint;
   /** The window length, or undefined for "to the end of the file". */
   length: bigint | undefined;
+  /** How `write` reaches the file. */
+  writes: "map" | "pwrite";
 }
 
 /**
@@ -51,8 +53,24 @@ export function resolveOpen(path: string | URL, options: OpenOptions): ResolvedO
   if (length !== undefined && offset + length > OFFSET_MAX) {
     throw new RangeError(`offset + length (${offset + length}) exceeds the largest file offset`);
   }
+  const writes = options.writes ?? "map";
+  if (writes !== "map" && writes !== "pwrite") {
+    throw new TypeError(`writes must be "map" or "pwrite", got ${JSON.stringify(writes)}`);
+  }
+  if (writes === "pwrite" && mode !== "r+" && mode !== "w+") {
+    throw new TypeError(
+      `writes: "pwrite" needs mode "r+" or "w+" (mode "${mode}" ` +
+        `${mode === "r" ? "cannot write" : "keeps its writes out of the file"})`,
+    );
+  }
+  if (writes === "pwrite" && options.salvage === true) {
+    throw new TypeError(
+      'writes: "pwrite" and salvage cannot be combined: a salvaged page would not show what ' +
+        "was written to the file",
+    );
+  }
   checkPermissions(filePath, mode);
-  return { path: filePath, mode, offset, length };
+  return { path: filePath, mode, offset, length, writes };
 }
 
 function pathString(path: string | URL): string {

@@ -247,6 +247,12 @@ class PoolCore {
    * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
    */
   async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
+    if (options.salvage === true) {
+      throw new TypeError(
+        "salvage is for in-process maps (MappedFile.open); a MapPool worker that meets a lost " +
+          "page dies and is restarted instead",
+      );
+    }
     const resolved = resolveOpen(path, options);
     const worker = this.#workers[this.#next++ % this.#workers.length];
     const answer = await this.#exclusive(worker, "open", resolved.path, () => {
@@ -312,6 +318,7 @@ class PoolCore {
       offset: resolved.offset,
       length: reopenLength === undefined ? resolved.length : BigInt(reopenLength),
       pastEnd: reopenLength !== undefined,
+      writesToFile: resolved.writes === "pwrite",
     };
     const status = await this.#control(worker, Op.open, 0, request, this.#options.startTimeoutMs);
     const answer = readPayload<OpenAnswer>(worker.staging, worker.resultBytes());

@@ -36,6 +36,8 @@ export interface OpenRequest {
   length: bigint | undefined;
   /** Re-opening after a restart: keep the window even if the file has shrunk since. */
   pastEnd: boolean;
+  /** `writes: "pwrite"`: writes go through the file descriptor. */
+  writesToFile: boolean;
 }
 
 /** Answer of `Op.open`. */

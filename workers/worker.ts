@@ -73,7 +73,8 @@ function open(): void {
     request.mode,
     request.offset,
     request.length ?? 0n,
-    (request.length === undefined ? 0 : 1) | (request.pastEnd ? 2 : 0),
+    (request.length === undefined ? 0 : 1) | (request.pastEnd ? 2 : 0) |
+      (request.writesToFile ? 8 : 0),
     out,
   );
   const view = new DataView(out.buffer);

@@ -199,6 +199,36 @@ test "guarded write across a truncated end stops at the end and reports the faul
     try testing.expectEqual(@as(u64, 37), detail.bytes_done);
 }
 
+test "writes to the file (pwrite): the bytes reach the file and the map, and never grow a truncated file" {
+    var scratch = try Scratch.create("pwrite");
+    defer scratch.remove();
+    const writes_to_file = 8;
+    var result = OpenResult.zero;
+    for ([_]status_zig.Mode{ .read, .copy_on_write }) |mode| {
+        try testing.expectEqual(Status.invalid_argument, status_of(gm_open(scratch.path.ptr, scratch.path.len, @intFromEnum(mode), 0, 0, writes_to_file, &result)));
+    }
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_open(scratch.path.ptr, scratch.path.len, @intFromEnum(status_zig.Mode.read_write), 0, 0, writes_to_file | 4, &result)));
+    try testing.expectEqual(Status.ok, status_of(gm_open(scratch.path.ptr, scratch.path.len, @intFromEnum(status_zig.Mode.read_write), 0, 0, writes_to_file, &result)));
+    const handle = result.handle;
+    defer _ = gm_close(handle);
+
+    var source = [_]u8{0x5A} ** 300;
+    var detail = Detail.zero;
+    try testing.expectEqual(Status.ok, status_of(gm_write(handle, 4000, &source, source.len, &detail)));
+    var from_file = [_]u8{0} ** 300;
+    try testing.expectEqual(@as(usize, 300), try scratch.file.preadAll(&from_file, 4000));
+    try testing.expectEqualSlices(u8, &source, &from_file);
+    var from_map = [_]u8{0} ** 300;
+    try testing.expectEqual(Status.ok, status_of(gm_read(handle, 4000, &from_map, from_map.len, &detail)));
+    try testing.expectEqualSlices(u8, &source, &from_map);
+
+    // Past a truncated end: the guarded copy reports it, and the file stays truncated.
+    try scratch.file.setEndPos(truncated_length_bytes);
+    try testing.expectEqual(Status.io, status_of(gm_write(handle, truncated_length_bytes - 100, &source, source.len, &detail)));
+    try testing.expectEqual(@as(u64, 100), detail.bytes_done);
+    try testing.expectEqual(@as(u64, truncated_length_bytes), try scratch.file.getEndPos());
+}
+
 test "bad arguments are refused by the library itself" {
     var scratch = try Scratch.create("args");
     defer scratch.remove();

@@ -20,6 +20,7 @@ extern "c" fn fallocate(fd: c_int, mode: c_int, offset: i64, length: i64) c_int;
 extern "c" fn statx(dirfd: c_int, path: [*:0]const u8, flags: c_int, mask: c_uint, out: *Statx) c_int;
 extern "c" fn mmap(address: ?*anyopaque, length: usize, protection: c_int, flags: c_int, fd: c_int, offset: i64) usize;
 extern "c" fn munmap(address: usize, length: usize) c_int;
+extern "c" fn pwrite64(fd: c_int, buffer: [*]const u8, count: usize, offset: i64) isize;
 extern "c" fn msync(address: usize, length: usize, flags: c_int) c_int;
 extern "c" fn madvise(address: usize, length: usize, advice: c_int) c_int;
 extern "c" fn sysconf(name: c_int) c_long;
@@ -83,6 +84,8 @@ pub const Mapping = struct {
     mode: Mode,
     /// Opened with salvage (root.zig sets it after mapping; Linux only).
     salvaged: bool = false,
+    /// Writes go through the file descriptor (pwrite), not the mapping (root.zig sets it).
+    writes_to_file: bool = false,
 
     pub fn window_address(mapping: *const Mapping) usize {
         return mapping.base + mapping.delta_bytes;
@@ -279,4 +282,32 @@ pub fn populate(mapping: *const Mapping, position: u64, length_bytes: u64, write
     if (madvise(range.start, range.length_bytes, advice) == 0) return .ok;
     os_error.* = errno();
     return if (os_error.* == 22) .unsupported else .failed; // EINVAL: a kernel older than 5.14.
+}
+
+/// Writes all of `bytes` at `file_offset` with pwrite, retrying short writes and EINTR. Returns
+/// the status of the first failure, with `written` the bytes before it.
+pub fn pwrite_all(fd: Handle, bytes: []const u8, file_offset: u64, written: *u64, os_error: *i32) Status {
+    assert(bytes.len > 0);
+    assert(file_offset <= window_zig.file_offset_max);
+    written.* = 0;
+    os_error.* = 0;
+    const eintr = 4;
+    // Every call but an interrupted one moves forward by at least a byte; interruptions are
+    // bounded too, so a signal storm cannot hold the caller here for ever.
+    const calls_max = bytes.len + 64;
+    var calls: usize = 0;
+    while (written.* < bytes.len) : (calls += 1) {
+        if (calls == calls_max) return .unexpected;
+        const rest = bytes[@intCast(written.*)..];
+        const result = pwrite64(fd, rest.ptr, rest.len, @intCast(file_offset + written.*));
+        if (result < 0) {
+            const code = errno();
+            if (code == eintr) continue;
+            os_error.* = code;
+            return status_from_errno(code);
+        }
+        if (result == 0) return .io; // Never for a regular file; not a reason to spin.
+        written.* += @intCast(result);
+    }
+    return .ok;
 }

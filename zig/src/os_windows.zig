@@ -132,6 +132,8 @@ pub const Mapping = struct {
     mode: Mode,
     /// Opened with salvage (root.zig sets it after mapping; Linux only).
     salvaged: bool = false,
+    /// Writes through the file descriptor: refused at open on Windows, so always false.
+    writes_to_file: bool = false,
 
     pub fn window_address(mapping: *const Mapping) usize {
         return mapping.base + mapping.delta_bytes;

@@ -1,0 +1,137 @@
+// `writes: "pwrite"`: MappedFile.write (and PoolFile.write) through the file descriptor. The
+// bytes must reach the file and the map, a write past a truncated end must throw and never grow
+// the file back, and a device error (faultfs answering EIO or ENOSPC to the WRITE itself) must
+// come back from the write call. Real files and real faults, nothing mocked.
+import assert from "node:assert/strict";
+import { MappedFile, MappedIOError, MapPool } from "../mod.ts";
+import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
+import { assertBytes, pattern, scratch, writePattern } from "./util.ts";
+
+const PAGE = 4_096;
+
+Deno.test('writes: "pwrite" reaches the file and the map, in modes r+ and w+, at an offset', () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  writePattern(path, 64 * PAGE);
+  {
+    using map = MappedFile.open(path, { mode: "r+", offset: 5_000, writes: "pwrite" });
+    const source = new Uint8Array(3 * PAGE + 17).fill(0xab);
+    assert.equal(map.write(source, 1_234), source.length);
+    const fromMap = new Uint8Array(source.length);
+    map.read(fromMap, 1_234);
+    assertBytes(fromMap, source, "read back through the map");
+    map.flush();
+  }
+  const file = Deno.readFileSync(path);
+  assertBytes(
+    file.subarray(6_234, 6_234 + 3 * PAGE + 17),
+    new Uint8Array(3 * PAGE + 17).fill(0xab),
+  );
+  assertBytes(file.subarray(0, 6_234), pattern(0, 6_234), "bytes before are untouched");
+
+  const created = dir.path("created.bin");
+  {
+    using map = MappedFile.open(created, {
+      mode: "w+",
+      offset: 2 ** 20,
+      length: PAGE,
+      writes: "pwrite",
+    });
+    map.writeArray(new Float64Array([1.5, -2.25]), 3);
+  }
+  const bytes = Deno.readFileSync(created);
+  assert.equal(bytes.length, 2 ** 20 + PAGE);
+  const values = new Float64Array(bytes.buffer.slice(2 ** 20 + 24, 2 ** 20 + 40));
+  assert.deepEqual([...values], [1.5, -2.25]);
+});
+
+Deno.test('writes: "pwrite" past a truncated end throws and leaves the file truncated', () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  writePattern(path, 16 * PAGE);
+  using map = MappedFile.open(path, { mode: "r+", writes: "pwrite" });
+  const kept = 3 * PAGE;
+  Deno.truncateSync(path, kept);
+  assert.throws(
+    () => map.write(new Uint8Array(300).fill(7), kept - 100),
+    (error: unknown) => {
+      assert.ok(error instanceof MappedIOError, `${error}`);
+      assert.equal(error.reason, "truncated");
+      assert.equal(error.fileOffset, kept);
+      assert.equal(error.bytesTransferred, 100);
+      return true;
+    },
+  );
+  assert.equal(Deno.statSync(path).size, kept, "the file was not grown back");
+  // Inside the file, writes still go through.
+  assert.equal(map.write(new Uint8Array(10).fill(9), 0), 10);
+  assertBytes(Deno.readFileSync(path).subarray(0, 10), new Uint8Array(10).fill(9));
+});
+
+Deno.test('writes: "pwrite" is refused with modes r and c, with salvage, and unknown values', () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  writePattern(path, PAGE);
+  assert.throws(() => MappedFile.open(path, { mode: "r", writes: "pwrite" }), TypeError);
+  assert.throws(() => MappedFile.open(path, { mode: "c", writes: "pwrite" }), /keeps its writes/);
+  assert.throws(
+    () => MappedFile.open(path, { mode: "r+", writes: "pwrite", salvage: true }),
+    /cannot be combined/,
+  );
+  assert.throws(
+    // @ts-expect-error: checked at run time as well
+    () => MappedFile.open(path, { mode: "r+", writes: "fast" }),
+    /writes must be "map" or "pwrite"/,
+  );
+});
+
+Deno.test('pool: writes: "pwrite" through a worker, and salvage refused', async () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  writePattern(path, 16 * PAGE);
+  await using pool = new MapPool({ workers: 1 });
+  await assert.rejects(() => pool.open(path, { salvage: true }), /in-process maps/);
+  const file = await pool.open(path, { mode: "r+", writes: "pwrite" });
+  const source = new Uint8Array(5_000).fill(0x42);
+  assert.equal(await file.write(source, 777), source.length);
+  await file.flush();
+  assertBytes(Deno.readFileSync(path).subarray(777, 5_777), source);
+  Deno.truncateSync(path, 2 * PAGE);
+  await assert.rejects(() => file.write(source, 2 * PAGE - 8), MappedIOError);
+  assert.equal(Deno.statSync(path).size, 2 * PAGE);
+});
+
+for (const errno of ["EIO", "ENOSPC"] as const) {
+  fuseTest(
+    `writes: "pwrite": ${errno} from the file system comes back from write itself, then heals`,
+    async () => {
+      await using fs = await mountFaultFs();
+      const bytes = pattern(0, 32 * PAGE);
+      Deno.writeFileSync(fs.backing("data.bin"), bytes);
+      using map = MappedFile.open(fs.path("data.bin"), { mode: "r+", writes: "pwrite" });
+      await fs.fail({ operations: "write", file: "data.bin", errno });
+      const source = new Uint8Array(PAGE).fill(0xcd);
+      assert.throws(
+        () => map.write(source, 5 * PAGE),
+        (error: unknown) => {
+          assert.ok(error instanceof MappedIOError, `${error}`);
+          assert.equal(error.code, errno);
+          assert.equal(error.operation, "write");
+          assert.equal(error.fileOffset, 5 * PAGE);
+          assert.equal(error.bytesTransferred, 0);
+          assert.equal(error.signal, undefined, "no signal: the error came from pwrite");
+          return true;
+        },
+      );
+      // Nothing was reported written, and nothing reached the backing file.
+      assertBytes(
+        Deno.readFileSync(fs.backing("data.bin")).subarray(5 * PAGE, 6 * PAGE),
+        bytes.subarray(5 * PAGE, 6 * PAGE),
+      );
+      await fs.heal();
+      assert.equal(map.write(source, 5 * PAGE), PAGE);
+      map.flush();
+      assertBytes(Deno.readFileSync(fs.backing("data.bin")).subarray(5 * PAGE, 6 * PAGE), source);
+    },
+  );
+}
