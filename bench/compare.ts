@@ -1037,6 +1037,22 @@ async function writesWorkload(s: Session): Promise<{ workload: Workload; close: 
   // Vary the data a little from one write to the next, as a real workload would.
   const stamp = new DataView(source.buffer);
   let serial = 0;
+  /** A contender that writes 4 KiB through `target` and flushes just that page. */
+  const writeAndFlushPage = (label: string, target: MappedFile): Contender => ({
+    label,
+    family: "guardmap",
+    role: "contender",
+    batch(round) {
+      const [start, end] = range(round);
+      const t0 = performance.now();
+      for (let i = start; i < end; i++) {
+        stamp.setUint32(0, ++serial, true);
+        target.write(source, offsets[i]);
+        target.flush({ position: offsets[i], length: 4096 });
+      }
+      return performance.now() - t0;
+    },
+  });
   const contenders: Contender[] = [
     {
       label: "node:fs writeSync + fsyncSync",
@@ -1083,36 +1099,11 @@ async function writesWorkload(s: Session): Promise<{ workload: Workload; close: 
         return performance.now() - t0;
       },
     },
-    {
-      label: "MappedFile.write + flush({ position, length: 4096 })",
-      family: "guardmap",
-      role: "contender",
-      batch(round) {
-        const [start, end] = range(round);
-        const t0 = performance.now();
-        for (let i = start; i < end; i++) {
-          stamp.setUint32(0, ++serial, true);
-          map.write(source, offsets[i]);
-          map.flush({ position: offsets[i], length: 4096 });
-        }
-        return performance.now() - t0;
-      },
-    },
-    {
-      label: 'MappedFile.write + flush({ position, length: 4096 }), writes: "pwrite"',
-      family: "guardmap",
-      role: "contender",
-      batch(round) {
-        const [start, end] = range(round);
-        const t0 = performance.now();
-        for (let i = start; i < end; i++) {
-          stamp.setUint32(0, ++serial, true);
-          viaFile.write(source, offsets[i]);
-          viaFile.flush({ position: offsets[i], length: 4096 });
-        }
-        return performance.now() - t0;
-      },
-    },
+    writeAndFlushPage("MappedFile.write + flush({ position, length: 4096 })", map),
+    writeAndFlushPage(
+      'MappedFile.write + flush({ position, length: 4096 }), writes: "pwrite"',
+      viaFile,
+    ),
     {
       label: "MapPool PoolFile.write + flush() (worker process)",
       family: "pool",
