@@ -45,9 +45,11 @@ export interface OpenOptions {
    * sees the bytes either way (one page cache). With `"map"` the kernel marks whole page-cache
    * folios dirty (1 MiB was measured on ext4), so `flush()` after a 4 KiB write writes about
    * 1 MiB to the device; with `"pwrite"` only the blocks written become dirty, and a device or
-   * file-system error (`EIO`, `ENOSPC`) is thrown by the `write` itself. A write reaching past the
-   * file's current end (truncated under the map) still goes the guarded way and throws; it never
-   * grows the file back. Not with `salvage`.
+   * file-system error (`EIO`, `ENOSPC`) is thrown by the `write` itself. A write reaching past
+   * the file's current end (truncated under the map) is written up to the end and throws there,
+   * even inside the last partial page (which a write through the map would take without error);
+   * it does not grow the file back, unless a truncation races with the call (the size is read
+   * just before the `pwrite`). Not with `salvage`.
    */
   writes?: "map" | "pwrite";
 }
@@ -291,6 +293,15 @@ export class MappedFile implements Disposable {
       detail,
     );
     if (status === Status.ok) return list.length * length;
+    if (status === Status.out_of_range || status === Status.invalid_argument) {
+      // Checked above, so the list changed during the call (it shares memory with the target,
+      // or another thread wrote it): the library stopped at the range it could not trust.
+      throw new RangeError(
+        `readMany: a position changed while the ranges were copied (do the positions share ` +
+          `memory with the target?); ${Number(detailView.getBigUint64(0, true))} bytes were ` +
+          `copied, the rest not`,
+      );
+    }
     const index = splitBatchCount(detailView, length, list.length);
     const error = this.#copyError(status, "read", list[index], length);
     throw error instanceof MappedIOError ? batchError(error, index, list.length, length) : error;

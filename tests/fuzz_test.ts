@@ -825,6 +825,7 @@ class Fuzzer {
     if (mode === "w+") this.kernel.truncate(file, 0);
     this.kernel.invalidate(file);
     if (mode === "w+") this.kernel.truncate(file, offset + windowLength);
+    map.pwrite = pwrite;
     file.maps.add(map);
     this.maps.push(map);
     if (pwrite) this.#count("= pwrite map");
@@ -970,7 +971,45 @@ class Fuzzer {
     const what = `write ${map.label} position ${position} length ${length}`;
     this.#log(what);
     const outcome = attempt(() => map.map.write(source, position));
+    if (map.pwrite && this.#pwritePastEnd(map, position, length, outcome, what, source)) return;
     this.#copy(map, "write", position, length, outcome, what, undefined, source);
+  }
+
+  /**
+   * A `writes: "pwrite"` map refuses the part of a write past the file's end (even inside the
+   * last partial page, which a write through the map would take): it writes up to the end and
+   * throws there. Checks that case; false when the write lies inside the file (or is refused
+   * before any copy), which `#copy` then checks like any other.
+   */
+  #pwritePastEnd(
+    map: MapModel,
+    position: number,
+    length: number,
+    outcome: Outcome<number>,
+    what: string,
+    source: Uint8Array,
+  ): boolean {
+    const file = map.file;
+    const from = map.offset + position;
+    if (!exact(position) || position > map.length || length > map.length - position) return false;
+    if (length === 0 || map.closed || from + length <= file.size) return false;
+    if (map.salvage && map.salvageCount > map.salvageReported) return false;
+    const failedAt = Math.max(from, file.size);
+    this.#expect(outcome, {
+      kind: "fault",
+      fault: {
+        operation: "write",
+        code: "EIO",
+        fileOffset: failedAt,
+        position: failedAt - map.offset,
+        bytesTransferred: failedAt - from,
+        reason: "truncated",
+        fileSize: file.size,
+      },
+    }, what);
+    this.#count("= pwrite past the end");
+    this.#store(map, from, source.subarray(0, failedAt - from));
+    return true;
   }
 
   /**
@@ -1055,7 +1094,11 @@ class Fuzzer {
       this.#expect(outcome, { kind: "range" }, what);
       return;
     }
-    this.#copy(map, "write", index * size, count * size, outcome, what, undefined, bytes);
+    const at = index * size;
+    if (map.pwrite && this.#pwritePastEnd(map, at, count * size, outcome, what, bytes)) {
+      return;
+    }
+    this.#copy(map, "write", at, count * size, outcome, what, undefined, bytes);
   }
 
   /** Checks a guarded read or write against the model, then applies it to the model. */

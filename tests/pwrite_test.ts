@@ -63,6 +63,20 @@ Deno.test('writes: "pwrite" past a truncated end throws and leaves the file trun
     },
   );
   assert.equal(Deno.statSync(path).size, kept, "the file was not grown back");
+  // Inside the page that holds a new end in its middle, too (a write through the map would not
+  // fault there: the kernel serves the rest of that page).
+  Deno.truncateSync(path, kept - 1_000);
+  assert.throws(
+    () => map.write(new Uint8Array(10).fill(7), kept - 900),
+    (error: unknown) => {
+      assert.ok(error instanceof MappedIOError, `${error}`);
+      assert.equal(error.reason, "truncated");
+      assert.equal(error.bytesTransferred, 0);
+      assert.equal(error.fileOffset, kept - 900);
+      return true;
+    },
+  );
+  assert.equal(Deno.statSync(path).size, kept - 1_000);
   // Inside the file, writes still go through.
   assert.equal(map.write(new Uint8Array(10).fill(9), 0), 10);
   assertBytes(Deno.readFileSync(path).subarray(0, 10), new Uint8Array(10).fill(9));

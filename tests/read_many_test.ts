@@ -94,6 +94,29 @@ Deno.test("readMany refuses every bad argument before it copies anything", () =>
   untouched();
 });
 
+Deno.test("readMany with positions inside its own target: a position overwritten mid-call is refused", () => {
+  using dir = scratch();
+  const path = dir.path("data.bin");
+  // The first 16 bytes of the file read as two float64s: 1e18, then NaN.
+  const head = new Float64Array([1e18, Number.NaN]);
+  const bytes = new Uint8Array(4 * PAGE);
+  bytes.set(new Uint8Array(head.buffer));
+  Deno.writeFileSync(path, bytes);
+  using map = MappedFile.open(path);
+  for (const index of [1, 2]) {
+    const target = new Uint8Array(48);
+    // positions[0..2] are target's first 24 bytes: range 0 copies the file's first 16 bytes
+    // over positions[0] and positions[1] (and range 1, when it runs, position 16 onwards).
+    const positions = new Float64Array(target.buffer, 0, 3);
+    positions.set([0, index === 1 ? 8 : 0, 16]);
+    assert.throws(() => map.readMany(target, positions, 16), /a position changed while/);
+  }
+  // The process is fine and the map still works.
+  const again = new Uint8Array(16);
+  assert.equal(map.readMany(again, [0], 16), 16);
+  assertBytes(again, bytes.subarray(0, 16));
+});
+
 Deno.test("readMany across a truncated end: the range, the bytes before it, then carries on", () => {
   using dir = scratch();
   const path = dir.path("data.bin");
@@ -215,6 +238,15 @@ Deno.test("pool readMany: the same bytes as in-process, split over many requests
     assertBytes(target, expectedGather(file.subarray(777), positions, length), `${length} B`);
   }
   assert.equal(await pooled.readMany(new Uint8Array(0), [], 8), 0);
+});
+
+Deno.test("pool readMany: zero-length ranges into an empty target", async () => {
+  using dir = scratch();
+  writePattern(dir.path("data.bin"), 4 * PAGE);
+  await using pool = new MapPool({ workers: 1 });
+  const pooled = await pool.open(dir.path("data.bin"));
+  assert.equal(await pooled.readMany(new Uint8Array(0), [0, 1, 4 * PAGE], 0), 0);
+  await assert.rejects(() => pooled.readMany(new Uint8Array(0), [4 * PAGE + 1], 0), RangeError);
 });
 
 Deno.test("pool readMany refuses bad ranges before anything is copied, and over-long ranges", async () => {

@@ -390,7 +390,8 @@ class PoolCore {
       const lib = native();
       const worker = file.worker;
       const count = positions.length;
-      const call = count * length >= ASYNC_TRANSFER_BYTES
+      // Each range also moves its 8-byte position through staging.
+      const call = count * (8 + length) >= ASYNC_TRANSFER_BYTES
         ? lib.gm_pool_read_many_async
         : lib.gm_pool_read_many;
       const status = this.#check(

@@ -205,6 +205,8 @@ export class MapModel {
   since = 0;
   closed = false;
   view: Uint8Array | undefined;
+  /** Opened with `writes: "pwrite"`: `write` goes through the file descriptor. */
+  pwrite = false;
 
   constructor(
     readonly id: number,
@@ -221,7 +223,8 @@ export class MapModel {
   }
 
   get label(): string {
-    return `m${this.id}(${this.file.name} ${this.mode}${this.salvage ? " salvage" : ""} ` +
+    return `m${this.id}(${this.file.name} ${this.mode}${this.salvage ? " salvage" : ""}` +
+      `${this.pwrite ? " pwrite" : ""} ` +
       `[${this.offset}, ${this.end}))`;
   }
 

@@ -215,6 +215,7 @@ fn read_many(
     detail: ?*align(1) Detail,
 ) Status {
     const out = detail orelse return .invalid_argument;
+    out.* = Detail.zero;
     const batch = parse_batch(count_f64, length, target_length) orelse return .invalid_argument;
     const count = batch.count;
     const length_bytes = batch.length_bytes;
@@ -223,23 +224,29 @@ fn read_many(
     if (count == 0) return .ok;
     const positions = positions_pointer orelse return .invalid_argument;
     const mapping = &lease.slot.mapping;
+    const ranges = positions[0..@intCast(count)];
     // All positions first: a bad one copies nothing, as a bad range of gm_read does.
-    for (positions[0..@intCast(count)]) |position_f64| {
+    for (ranges) |position_f64| {
         const position = window_zig.integer_from_f64(position_f64) orelse return .invalid_argument;
         if (!window_zig.range_inside(position, length_bytes, mapping.length_bytes)) return .out_of_range;
     }
     if (length_bytes == 0) return .ok;
     const target = target_pointer orelse return .invalid_argument;
     const size: usize = @intCast(length_bytes);
-    const ranges = positions[0..@intCast(count)];
     for (ranges[0..@min(ranges.len, read_many_prefetch_distance)]) |position_f64| {
-        prefetch_range(mapping, position_f64, size);
+        if (checked_position(mapping, position_f64, length_bytes)) |position| prefetch_range(mapping, position, size);
     }
     for (ranges, 0..) |position_f64, index| {
         if (index + read_many_prefetch_distance < ranges.len) {
-            prefetch_range(mapping, ranges[index + read_many_prefetch_distance], size);
+            const ahead = ranges[index + read_many_prefetch_distance];
+            if (checked_position(mapping, ahead, length_bytes)) |position| prefetch_range(mapping, position, size);
         }
-        const position: usize = @intFromFloat(position_f64); // Checked above.
+        // Checked again at use: the list may share memory with the target (an earlier range
+        // can overwrite it) or be changed by another thread while the copies run.
+        const position = checked_position(mapping, position_f64, length_bytes) orelse {
+            out.bytes_done = index * size;
+            return .out_of_range;
+        };
         const mapped: [*]const u8 = @ptrFromInt(mapping.window_address() + position);
         var frame = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
         const remaining = if (size < guard.small_length_bytes_max)
@@ -274,9 +281,18 @@ const read_many_prefetch_distance = 16;
 /// Asks the CPU to load the first and last byte of a range (a small range may straddle two lines
 /// or pages). A prefetch never faults: for a page that cannot be read it does nothing, and the
 /// guarded copy meets the fault later. So it is safe outside the guarded routines.
-fn prefetch_range(mapping: *const os.Mapping, position_f64: f64, size: usize) void {
+/// `position_f64` as a window position whose range of `length_bytes` lies inside the window, or
+/// null.
+fn checked_position(mapping: *const os.Mapping, position_f64: f64, length_bytes: u64) ?usize {
+    const position = window_zig.integer_from_f64(position_f64) orelse return null;
+    if (!window_zig.range_inside(position, length_bytes, mapping.length_bytes)) return null;
+    return @intCast(position);
+}
+
+fn prefetch_range(mapping: *const os.Mapping, position: usize, size: usize) void {
     assert(size > 0);
-    const first = mapping.window_address() + @as(usize, @intFromFloat(position_f64));
+    assert(position + size <= mapping.length_bytes);
+    const first = mapping.window_address() + position;
     // Prefetching every line of a 4 KiB range measured no faster: the page walk and the first
     // line are the misses that matter; the hardware's prefetcher streams the rest.
     prefetch_address(first);
@@ -684,7 +700,9 @@ fn pool_read_many(
     const timeout = window_zig.integer_from_f64(timeout_ms) orelse return .invalid_argument;
     if (count == 0) return .ok;
     const positions = positions_pointer orelse return .invalid_argument;
-    const target = target_pointer orelse return .invalid_argument;
+    // Deno passes null for an empty buffer: fine when the ranges are empty (nothing is copied).
+    var empty: [1]u8 = undefined;
+    const target = target_pointer orelse if (length_bytes == 0) &empty else return .invalid_argument;
     const lease = channels.acquire(handle) catch return .bad_handle;
     defer lease.release();
     const channel = &lease.slot.mapping;
@@ -713,7 +731,8 @@ fn pool_read_many(
             @memcpy(target[user_offset..][0..done_bytes], channel.staging[positions_bytes..][0..done_bytes]);
         }
         if (status != .ok) {
-            out.bytes_done += first * length_bytes;
+            // The worker's count is capped to what this request could hold, as done_bytes is.
+            out.bytes_done = first * length_bytes + done_bytes;
             return status;
         }
         first += ranges;
@@ -875,29 +894,40 @@ fn copy_guarded(
 }
 
 /// A write of a map opened with `open_flag_writes_to_file`: pwrite at the window's file offset.
-/// The shared mapping sees the bytes at once (the same page cache). Null when the range reaches
-/// past the file's current end (truncated under the map): the caller then takes the guarded copy,
-/// which reports that as a fault like any other write there, and pwrite never grows the file back.
+/// The shared mapping sees the bytes at once (the same page cache). A range reaching past the
+/// file's current end (truncated under the map) is written up to the end and then refused as an
+/// I/O error there, so pwrite does not grow the file back (unless a truncation races with the
+/// call: the size is read just before). Null when the size cannot be read: the caller then takes
+/// the guarded copy.
 fn write_to_file(mapping: *const os.Mapping, range: Range, source: [*]const u8, out: *align(1) Detail) ?Status {
     if (builtin.os.tag != .linux) unreachable; // Refused at open elsewhere.
     assert(range.length_bytes > 0);
     const size_bytes = os.file_size(mapping.fd) catch return null;
     const file_offset = mapping.file_offset + range.position;
-    if (file_offset + range.length_bytes > size_bytes) return null;
+    // The part inside the file is written; the part past its end is refused, as a truncation.
+    const inside_bytes = @min(range.length_bytes, size_bytes -| file_offset);
     var written: u64 = 0;
     var os_error: i32 = 0;
-    const count: usize = @intCast(range.length_bytes);
-    const status = os.pwrite_all(mapping.fd, source[0..count], file_offset, &written, &os_error);
-    if (status != .ok) {
-        out.* = .{
-            .bytes_done = written,
-            .fault_window_offset = range.position + written,
-            .os_error = os_error,
-            .signal = 0,
-            .signal_code = 0,
-            .reserved = 0,
-        };
+    if (inside_bytes > 0) {
+        const count: usize = @intCast(inside_bytes);
+        const status = os.pwrite_all(mapping.fd, source[0..count], file_offset, &written, &os_error);
+        if (status != .ok) return write_failed(range, written, os_error, status, out);
     }
+    if (inside_bytes < range.length_bytes) return write_failed(range, inside_bytes, 0, .io, out);
+    return .ok;
+}
+
+fn write_failed(range: Range, written: u64, os_error: i32, status: Status, out: *align(1) Detail) Status {
+    assert(status != .ok);
+    assert(written < range.length_bytes);
+    out.* = .{
+        .bytes_done = written,
+        .fault_window_offset = range.position + written,
+        .os_error = os_error,
+        .signal = 0,
+        .signal_code = 0,
+        .reserved = 0,
+    };
     return status;
 }
 
