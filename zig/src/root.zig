@@ -233,20 +233,47 @@ fn read_many(
     if (length_bytes == 0) return .ok;
     const target = target_pointer orelse return .invalid_argument;
     const size: usize = @intCast(length_bytes);
-    for (ranges[0..@min(ranges.len, read_many_prefetch_distance)]) |position_f64| {
-        if (checked_position(mapping, position_f64, length_bytes)) |position| prefetch_range(mapping, position, size);
-    }
-    for (ranges, 0..) |position_f64, index| {
-        if (index + read_many_prefetch_distance < ranges.len) {
-            const ahead = ranges[index + read_many_prefetch_distance];
-            if (checked_position(mapping, ahead, length_bytes)) |position| prefetch_range(mapping, position, size);
+    // The positions are copied, checked, into this process's own memory before they are used:
+    // the list may share memory with the target (an earlier range can overwrite it) or be
+    // changed by another thread while the copies run. A chunk at a time, on the stack.
+    var chunk: [read_many_chunk_ranges]usize = undefined;
+    var first: usize = 0;
+    const chunks_max = ranges.len / chunk.len + 1;
+    var chunks: usize = 0;
+    while (first < ranges.len) : (chunks += 1) {
+        assert(chunks < chunks_max);
+        const chunk_ranges = @min(chunk.len, ranges.len - first);
+        for (ranges[first..][0..chunk_ranges], chunk[0..chunk_ranges]) |position_f64, *position| {
+            position.* = checked_position(mapping, position_f64, length_bytes) orelse {
+                out.bytes_done = first * size;
+                return .out_of_range;
+            };
         }
-        // Checked again at use: the list may share memory with the target (an earlier range
-        // can overwrite it) or be changed by another thread while the copies run.
-        const position = checked_position(mapping, position_f64, length_bytes) orelse {
-            out.bytes_done = index * size;
-            return .out_of_range;
-        };
+        const status = copy_chunk(mapping, chunk[0..chunk_ranges], size, target + first * size, out);
+        if (status != .ok) {
+            out.bytes_done += first * size;
+            return status;
+        }
+        first += chunk_ranges;
+    }
+    return .ok;
+}
+
+/// Ranges per chunk of read_many: 2 KiB of positions on the stack.
+const read_many_chunk_ranges = 256;
+
+/// Copies range `i` of `size` bytes from window position `positions[i]` (checked) to
+/// `target + i * size`, asking for the data `read_many_prefetch_distance` ranges ahead.
+fn copy_chunk(mapping: *const os.Mapping, positions: []const usize, size: usize, target: [*]u8, out: *align(1) Detail) Status {
+    assert(positions.len > 0 and positions.len <= read_many_chunk_ranges);
+    assert(size > 0);
+    for (positions[0..@min(positions.len, read_many_prefetch_distance)]) |position| {
+        prefetch_range(mapping, position, size);
+    }
+    for (positions, 0..) |position, index| {
+        if (index + read_many_prefetch_distance < positions.len) {
+            prefetch_range(mapping, positions[index + read_many_prefetch_distance], size);
+        }
         const mapped: [*]const u8 = @ptrFromInt(mapping.window_address() + position);
         var frame = guard.Frame.init(mapping.base, mapping.base + mapping.map_length_bytes);
         const remaining = if (size < guard.small_length_bytes_max)
