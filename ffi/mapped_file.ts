@@ -261,7 +261,10 @@ export class MappedFile implements Disposable {
    * `positions.length * length` bytes, is a `RangeError` and copies nothing. An I/O fault throws
    * {@linkcode MappedIOError} after copying the bytes before it: `rangeIndex` names the range,
    * `position` and `fileOffset` the first byte not copied, and `bytesTransferred` counts the
-   * bytes of all earlier ranges plus those of the failing one.
+   * bytes of all earlier ranges plus those of the failing one. Keep `positions` out of
+   * `target`'s memory: the library takes them 256 at a time, so a later position that an earlier
+   * range overwrote is read as overwritten (and refused with a `RangeError` when it is no longer
+   * a position inside the window; memory outside the window is never read).
    *
    * @example Gather three 2-byte records
    * ```ts
