@@ -44,8 +44,10 @@ export interface OpenOptions {
    * into the mapping through the guard; `"pwrite"` writes through the file descriptor. The map
    * sees the bytes either way (one page cache). With `"map"` the kernel marks whole page-cache
    * folios dirty (1 MiB was measured on ext4), so `flush()` after a 4 KiB write writes about
-   * 1 MiB to the device; with `"pwrite"` only the blocks written become dirty, and a device or
-   * file-system error (`EIO`, `ENOSPC`) is thrown by the `write` itself. A write reaching past
+   * 1 MiB to the device; with `"pwrite"` only the blocks written become dirty. Errors the file
+   * system gives at write time (`ENOSPC` mostly; `EIO` on file systems that write through, such
+   * as FUSE and many network ones) are thrown by `write` itself; on ext4 and the like a failing
+   * device is still reported by `flush()`. A write reaching past
    * the file's current end (truncated under the map) is written up to the end and throws there,
    * even inside the last partial page (which a write through the map would take without error);
    * it does not grow the file back, unless a truncation races with the call (the size is read

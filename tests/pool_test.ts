@@ -118,6 +118,24 @@ Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () 
   assert.ok(!pool.pids.includes(pid));
 });
 
+Deno.test('pool: a worker restart keeps what was written to a "w+" file', async () => {
+  using tmp = scratch();
+  const path = tmp.path("created.bin");
+  await using pool = new MapPool({ workers: 1 });
+  const file = await pool.open(path, { mode: "w+", length: 4 * 4096 });
+  const source = pattern(0, 4 * 4096);
+  await file.write(source, 0);
+  await file.flush();
+  Deno.kill(pool.pids[0], "SIGKILL");
+  await assert.rejects(() => file.read(new Uint8Array(16), 0), WorkerCrashedError);
+  // The re-opened window must not have truncated the file the old worker wrote.
+  const back = new Uint8Array(4 * 4096);
+  await file.read(back, 0);
+  assertBytes(back, source);
+  assertBytes(Deno.readFileSync(path), source);
+  assert.equal(pool.restarts, 1);
+});
+
 Deno.test("pool: kernels that crash their worker, each a real fault or exit", async () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");

@@ -312,9 +312,12 @@ class PoolCore {
     resolved: ResolvedOpen,
     reopenLength?: number,
   ): Promise<OpenAnswer> {
+    // A restart re-opens "w+" files as "r+": "w+" would truncate the file, and everything
+    // written through the old worker with it.
+    const mode = reopenLength !== undefined && resolved.mode === "w+" ? "r+" : resolved.mode;
     const request: OpenRequest = {
       path: resolved.path,
-      mode: MODES[resolved.mode],
+      mode: MODES[mode],
       offset: resolved.offset,
       length: reopenLength === undefined ? resolved.length : BigInt(reopenLength),
       pastEnd: reopenLength !== undefined,

@@ -222,11 +222,15 @@ test "writes to the file (pwrite): the bytes reach the file and the map, and nev
     try testing.expectEqual(Status.ok, status_of(gm_read(handle, 4000, &from_map, from_map.len, &detail)));
     try testing.expectEqualSlices(u8, &source, &from_map);
 
-    // Past a truncated end: the guarded copy reports it, and the file stays truncated.
-    try scratch.file.setEndPos(truncated_length_bytes);
-    try testing.expectEqual(Status.io, status_of(gm_write(handle, truncated_length_bytes - 100, &source, source.len, &detail)));
+    // Past an end truncated mid-page: written up to the end, then refused, and the file stays
+    // truncated. (A write through the map would not fault there: the kernel serves the rest of
+    // the page that holds the new end.)
+    const kept_bytes = truncated_length_bytes - 1000;
+    try scratch.file.setEndPos(kept_bytes);
+    try testing.expectEqual(Status.io, status_of(gm_write(handle, kept_bytes - 100, &source, source.len, &detail)));
     try testing.expectEqual(@as(u64, 100), detail.bytes_done);
-    try testing.expectEqual(@as(u64, truncated_length_bytes), try scratch.file.getEndPos());
+    try testing.expectEqual(@as(u64, kept_bytes - 100 + 100), detail.fault_window_offset);
+    try testing.expectEqual(@as(u64, kept_bytes), try scratch.file.getEndPos());
 }
 
 test "bad arguments are refused by the library itself" {

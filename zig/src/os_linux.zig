@@ -20,6 +20,7 @@ extern "c" fn fallocate(fd: c_int, mode: c_int, offset: i64, length: i64) c_int;
 extern "c" fn statx(dirfd: c_int, path: [*:0]const u8, flags: c_int, mask: c_uint, out: *Statx) c_int;
 extern "c" fn mmap(address: ?*anyopaque, length: usize, protection: c_int, flags: c_int, fd: c_int, offset: i64) usize;
 extern "c" fn munmap(address: usize, length: usize) c_int;
+extern "c" fn getrlimit(resource: c_int, limit: *[2]u64) c_int;
 extern "c" fn pwrite64(fd: c_int, buffer: [*]const u8, count: usize, offset: i64) isize;
 extern "c" fn msync(address: usize, length: usize, flags: c_int) c_int;
 extern "c" fn madvise(address: usize, length: usize, advice: c_int) c_int;
@@ -310,4 +311,23 @@ pub fn pwrite_all(fd: Handle, bytes: []const u8, file_offset: u64, written: *u64
         written.* += @intCast(result);
     }
     return .ok;
+}
+
+/// The process's file-size limit (RLIMIT_FSIZE) in bytes; the largest u64 when there is none.
+/// A write through a descriptor that reaches past it raises SIGXFSZ, which kills the process by
+/// default; a store through a mapping is not subject to it.
+pub fn file_size_limit() u64 {
+    const rlimit_fsize = 1;
+    var limit: [2]u64 = undefined; // rlim_cur, rlim_max (rlim_t is 64-bit on every Linux target here)
+    if (getrlimit(rlimit_fsize, &limit) != 0) return 0;
+    return limit[0];
+}
+
+/// Drops this mapping's page-table entries for the range (MADV_DONTNEED on a shared file
+/// mapping: the page cache keeps the data), so the next access looks the page up again.
+pub fn forget_pages(mapping: *const Mapping, position: u64, length_bytes: u64) void {
+    if (length_bytes == 0) return;
+    const range = page_range(mapping, position, length_bytes);
+    const madv_dontneed = 4;
+    _ = madvise(range.start, range.length_bytes, madv_dontneed);
 }

@@ -50,7 +50,8 @@ const open_flag_salvage: u32 = 4;
 /// gm_open flag: `gm_write` writes through the file descriptor (pwrite) instead of the mapping
 /// (Linux; modes r+ and w+; not with salvage). A write through a mapping dirties whole page-cache
 /// folios (1 MiB measured on ext4), so a flush after a 4 KiB write writes back 1 MiB; pwrite
-/// dirties only the blocks written, and a device error comes back from the call itself.
+/// dirties only the blocks written, and an error the file system gives at write time (ENOSPC;
+/// EIO on write-through file systems such as FUSE) comes back from the call itself.
 const open_flag_writes_to_file: u32 = 8;
 
 var table: handles.Table(os.Mapping) = .{};
@@ -931,6 +932,9 @@ fn write_to_file(mapping: *const os.Mapping, range: Range, source: [*]const u8, 
     assert(range.length_bytes > 0);
     const size_bytes = os.file_size(mapping.fd) catch return null;
     const file_offset = mapping.file_offset + range.position;
+    // Past RLIMIT_FSIZE a pwrite would raise SIGXFSZ and kill the process; the mapping is not
+    // subject to the limit, so such a write takes the guarded copy, as without this option.
+    if (file_offset + range.length_bytes > os.file_size_limit()) return null;
     // The part inside the file is written; the part past its end is refused, as a truncation.
     const inside_bytes = @min(range.length_bytes, size_bytes -| file_offset);
     var written: u64 = 0;
@@ -938,7 +942,13 @@ fn write_to_file(mapping: *const os.Mapping, range: Range, source: [*]const u8, 
     if (inside_bytes > 0) {
         const count: usize = @intCast(inside_bytes);
         const status = os.pwrite_all(mapping.fd, source[0..count], file_offset, &written, &os_error);
-        if (status != .ok) return write_failed(range, written, os_error, status, out);
+        if (status != .ok) {
+            // A write-through file system (FUSE) may fail the write after the kernel copied the
+            // bytes into the cached pages: this map's entries for them go, so that its next read
+            // looks the pages up again and sees what the file holds, as read(2) does.
+            os.forget_pages(mapping, range.position + written, inside_bytes - written);
+            return write_failed(range, written, os_error, status, out);
+        }
     }
     if (inside_bytes < range.length_bytes) return write_failed(range, inside_bytes, 0, .io, out);
     return .ok;
