@@ -1037,72 +1037,57 @@ async function writesWorkload(s: Session): Promise<{ workload: Workload; close: 
   // Vary the data a little from one write to the next, as a real workload would.
   const stamp = new DataView(source.buffer);
   let serial = 0;
-  /** A contender that writes 4 KiB through `target` and flushes just that page. */
-  const writeAndFlushPage = (label: string, target: MappedFile): Contender => ({
+  /** A contender whose operation is `step(offset)`: write 4 KiB there and make it durable. */
+  const writer = (
+    label: string,
+    family: Family,
+    role: Role,
+    step: (offset: number) => void,
+  ): Contender => ({
     label,
-    family: "guardmap",
-    role: "contender",
+    family,
+    role,
     batch(round) {
       const [start, end] = range(round);
       const t0 = performance.now();
       for (let i = start; i < end; i++) {
         stamp.setUint32(0, ++serial, true);
-        target.write(source, offsets[i]);
-        target.flush({ position: offsets[i], length: 4096 });
+        step(offsets[i]);
       }
       return performance.now() - t0;
     },
   });
+  const pageOf = (at: number) => ({ position: at, length: 4096 });
   const contenders: Contender[] = [
-    {
-      label: "node:fs writeSync + fsyncSync",
-      family: "node",
-      role: "baseline",
-      batch(round) {
-        const [start, end] = range(round);
-        const t0 = performance.now();
-        for (let i = start; i < end; i++) {
-          stamp.setUint32(0, ++serial, true);
-          writeSync(fd, source, 0, 4096, offsets[i]);
-          fsyncSync(fd);
-        }
-        return performance.now() - t0;
+    writer("node:fs writeSync + fsyncSync", "node", "baseline", (at) => {
+      writeSync(fd, source, 0, 4096, at);
+      fsyncSync(fd);
+    }),
+    writer("node:fs writeSync + fdatasyncSync", "node", "contender", (at) => {
+      writeSync(fd, source, 0, 4096, at);
+      fdatasyncSync(fd);
+    }),
+    writer("MappedFile.write + flush() (whole window)", "guardmap", "contender", (at) => {
+      map.write(source, at);
+      map.flush();
+    }),
+    writer(
+      "MappedFile.write + flush({ position, length: 4096 })",
+      "guardmap",
+      "contender",
+      (at) => {
+        map.write(source, at);
+        map.flush(pageOf(at));
       },
-    },
-    {
-      label: "node:fs writeSync + fdatasyncSync",
-      family: "node",
-      role: "contender",
-      batch(round) {
-        const [start, end] = range(round);
-        const t0 = performance.now();
-        for (let i = start; i < end; i++) {
-          stamp.setUint32(0, ++serial, true);
-          writeSync(fd, source, 0, 4096, offsets[i]);
-          fdatasyncSync(fd);
-        }
-        return performance.now() - t0;
-      },
-    },
-    {
-      label: "MappedFile.write + flush() (whole window)",
-      family: "guardmap",
-      role: "contender",
-      batch(round) {
-        const [start, end] = range(round);
-        const t0 = performance.now();
-        for (let i = start; i < end; i++) {
-          stamp.setUint32(0, ++serial, true);
-          map.write(source, offsets[i]);
-          map.flush();
-        }
-        return performance.now() - t0;
-      },
-    },
-    writeAndFlushPage("MappedFile.write + flush({ position, length: 4096 })", map),
-    writeAndFlushPage(
+    ),
+    writer(
       'MappedFile.write + flush({ position, length: 4096 }), writes: "pwrite"',
-      viaFile,
+      "guardmap",
+      "contender",
+      (at) => {
+        viaFile.write(source, at);
+        viaFile.flush(pageOf(at));
+      },
     ),
     {
       label: "MapPool PoolFile.write + flush() (worker process)",

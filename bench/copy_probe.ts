@@ -90,16 +90,21 @@ function interleave(variants: Variant[], ops: number, bytes: number, title: stri
       samples[v].push(variants[v].run(round) / ops);
     }
   }
+  printTable(title, variants.map((variant, v) => [variant.name, samples[v]]), bytes);
+}
+
+/** Prints one Markdown table: per row, the median of its samples (ms), throughput and range. */
+function printTable(title: string, rows: [string, number[]][], bytes: number): void {
   console.log(`\n### ${title}\n`);
   console.log("| variant | median per op | throughput | range over rounds |");
   console.log("| --- | ---: | ---: | --- |");
-  variants.forEach((variant, v) => {
-    const middle = median(samples[v]);
+  for (const [name, samples] of rows) {
+    const middle = median(samples);
     console.log(
-      `| ${variant.name} | ${formatTime(middle)} | ${formatRate(bytes / (middle / 1000))} | ` +
-        `${formatTime(Math.min(...samples[v]))} – ${formatTime(Math.max(...samples[v]))} |`,
+      `| ${name} | ${formatTime(middle)} | ${formatRate(bytes / (middle / 1000))} | ` +
+        `${formatTime(Math.min(...samples))} – ${formatTime(Math.max(...samples))} |`,
     );
-  });
+  }
 }
 
 const directory = Deno.makeTempDirSync({ prefix: "guardmap-probe-" });
@@ -380,9 +385,8 @@ try {
     `sequential ${SEQUENTIAL_BYTES / 2 ** 20} MiB, page cache hot, map prefaulted`,
   );
 
-  // The same two copies of a quarter from the map, each time after the process slept: the
-  // first copy after an idle gap is slower for both, and more for the streaming copy. The order
-  // alternates, so each is the first toucher half of the time.
+  // The same two copies of a quarter from the map, each right after the process slept 150 ms:
+  // the first copy after an idle gap, taking turns.
   const idle: Record<string, number[]> = { "rep movsb": [], "SSE2 non-temporal": [] };
   const idleRuns: [string, () => void][] = [
     ["rep movsb", () => copies.probe_rep_movsb(big, quarter(0), SEQUENTIAL_BYTES)],
@@ -395,18 +399,11 @@ try {
     const [name, run] = idleRuns[round % 2];
     idle[name].push(timed(run));
   }
-  console.log(
-    `\n### sequential ${SEQUENTIAL_BYTES / 2 ** 20} MiB, the first copy after 150 ms of sleep\n`,
+  printTable(
+    `sequential ${SEQUENTIAL_BYTES / 2 ** 20} MiB, the first copy after 150 ms of sleep`,
+    Object.entries(idle),
+    SEQUENTIAL_BYTES,
   );
-  console.log("| variant | median per op | throughput | range over rounds |");
-  console.log("| --- | ---: | ---: | --- |");
-  for (const [name, samples] of Object.entries(idle)) {
-    const middle = median(samples);
-    console.log(
-      `| ${name} | ${formatTime(middle)} | ${formatRate(SEQUENTIAL_BYTES / (middle / 1000))} | ` +
-        `${formatTime(Math.min(...samples))} – ${formatTime(Math.max(...samples))} |`,
-    );
-  }
   closeSync(fd);
 } finally {
   Deno.removeSync(directory, { recursive: true });
