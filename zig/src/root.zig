@@ -228,8 +228,9 @@ fn read_many(
     const ranges = positions[0..@intCast(count)];
     // All positions first: a bad one copies nothing, as a bad range of gm_read does.
     for (ranges) |position_f64| {
-        const position = window_zig.integer_from_f64(position_f64) orelse return .invalid_argument;
-        if (!window_zig.range_inside(position, length_bytes, mapping.length_bytes)) return .out_of_range;
+        var position: usize = undefined;
+        const status = check_position(mapping, position_f64, length_bytes, &position);
+        if (status != .ok) return status;
     }
     if (length_bytes == 0) return .ok;
     const target = target_pointer orelse return .invalid_argument;
@@ -245,10 +246,11 @@ fn read_many(
         assert(chunks < chunks_max);
         const chunk_ranges = @min(chunk.len, ranges.len - first);
         for (ranges[first..][0..chunk_ranges], chunk[0..chunk_ranges]) |position_f64, *position| {
-            position.* = checked_position(mapping, position_f64, length_bytes) orelse {
+            const status = check_position(mapping, position_f64, length_bytes, position);
+            if (status != .ok) {
                 out.bytes_done = first * size;
-                return .out_of_range;
-            };
+                return status;
+            }
         }
         const status = copy_chunk(mapping, chunk[0..chunk_ranges], size, target + first * size, out);
         if (status != .ok) {
@@ -306,17 +308,19 @@ fn parse_batch(count: f64, length: f64, target_length: f64) ?Batch {
 /// them one after the other.
 const read_many_prefetch_distance = 16;
 
+/// Converts `position_f64` into `position` when it is an exact window position whose range of
+/// `length_bytes` lies inside the window: `invalid_argument` when it is not an exact
+/// non-negative integer, `out_of_range` when the range leaves the window.
+fn check_position(mapping: *const os.Mapping, position_f64: f64, length_bytes: u64, position: *usize) Status {
+    const integer = window_zig.integer_from_f64(position_f64) orelse return .invalid_argument;
+    if (!window_zig.range_inside(integer, length_bytes, mapping.length_bytes)) return .out_of_range;
+    position.* = @intCast(integer);
+    return .ok;
+}
+
 /// Asks the CPU to load the first and last byte of a range (a small range may straddle two lines
 /// or pages). A prefetch never faults: for a page that cannot be read it does nothing, and the
 /// guarded copy meets the fault later. So it is safe outside the guarded routines.
-/// `position_f64` as a window position whose range of `length_bytes` lies inside the window, or
-/// null.
-fn checked_position(mapping: *const os.Mapping, position_f64: f64, length_bytes: u64) ?usize {
-    const position = window_zig.integer_from_f64(position_f64) orelse return null;
-    if (!window_zig.range_inside(position, length_bytes, mapping.length_bytes)) return null;
-    return @intCast(position);
-}
-
 fn prefetch_range(mapping: *const os.Mapping, position: usize, size: usize) void {
     assert(size > 0);
     assert(position + size <= mapping.length_bytes);
