@@ -310,18 +310,9 @@ interface Contender {
   after?(round: number): void | Promise<void>;
 }
 
-/** A workload: its contenders and how to run and describe them. */
-interface Workload {
-  id: string;
-  title: string;
-  operation: string;
-  cache: string;
-  opsPerRound: number;
-  bytesPerOp: number;
-  throughput: boolean;
-  rounds: number;
+/** A workload: its contenders and how to run and describe them (as its result will). */
+interface Workload extends Omit<WorkloadResult, "contenders" | "skipped"> {
   contenders: Contender[];
-  notes: string[];
   /** Notes known only after the rounds (residency checks, say). */
   finish?(): string[];
 }
