@@ -5,7 +5,7 @@
  * @module
  */
 import { MappedIOError } from "../mod.ts";
-import { parseCommand, rangeOptions, sizeOption, yieldToEvents } from "./args.ts";
+import { parseCommand, rangeOptions, sizeOption } from "./args.ts";
 import { appendBlock, type Block, formatMapfile, writeFileAtomic } from "./mapfile.ts";
 import { Progress } from "./progress.ts";
 import { openSource, pageEnd, type Source, WINDOW_BYTES } from "./source.ts";
@@ -21,7 +21,7 @@ page (4 KiB), merged into ranges. Prints a GNU ddrescue mapfile (+ readable, - u
 Options:
   --offset N      first byte to scan (default 0)
   --length N      bytes to scan (default: to the end of the file)
-  --block SIZE    bytes faulted in per call (default 16MiB, at most 64MiB)
+  --block SIZE    bytes faulted in per call (default 4MiB, at most 64MiB)
   --isolated      read in a MapPool worker process (needs --allow-run)
   --json          print JSON instead of a mapfile
   -o, --output F  write the report to F (atomically) instead of standard output
@@ -83,7 +83,6 @@ export async function findBadRanges(
       const next = Math.min(end, pageEnd(failed));
       addBadRange(ranges, failed, next - failed, error.code);
       position = next;
-      await yieldToEvents();
     }
     onProgress(position - start, ranges);
   }
@@ -129,7 +128,7 @@ export async function scan(args: string[]): Promise<number> {
     console.log(SCAN_HELP);
     return 0;
   }
-  const block = sizeOption(parsed, "block", 16 * 2 ** 20);
+  const block = sizeOption(parsed, "block", 4 * 2 ** 20);
   if (block <= 0 || block > WINDOW_BYTES) {
     throw new UsageError(`--block must be between 1 byte and 64MiB, got ${block}`);
   }

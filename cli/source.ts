@@ -75,6 +75,17 @@ function windowAt(offset: number, size: number): { offset: number; length: numbe
   return { offset, length: Math.min(WINDOW_BYTES, size - offset) };
 }
 
+/**
+ * Asks the kernel to read the whole window ahead, in the background: on a FUSE or network file
+ * system many requests are then in flight at once instead of one readahead window per fault,
+ * and a disk sees large sequential reads. A page that fails there is simply not cached; the
+ * guarded copy reads it again and reports it.
+ */
+function prepare(map: MappedFile): void {
+  map.advise("sequential");
+  map.advise("willneed");
+}
+
 class LocalSource implements Source {
   readonly path: string;
   readonly size: number;
@@ -95,7 +106,7 @@ class LocalSource implements Source {
     map?.close();
     this.#map = undefined;
     const next = MappedFile.open(this.path, windowAt(offset, this.size));
-    next.advise("sequential");
+    prepare(next);
     this.#map = next;
     return next;
   }
@@ -143,6 +154,7 @@ class PooledSource implements Source {
     await file?.close();
     const next = await this.#pool.open(this.path, windowAt(offset, this.size));
     await next.advise("sequential");
+    await next.advise("willneed");
     this.#file = next;
     return next;
   }

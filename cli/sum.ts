@@ -11,9 +11,8 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { createCRC32, createXXHash3 } from "hash-wasm";
 import { MappedIOError } from "../mod.ts";
-import { parseCommand, rangeOptions, yieldToEvents } from "./args.ts";
+import { parseCommand, rangeOptions } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { openSource } from "./source.ts";
 import { UsageError } from "./units.ts";
@@ -68,6 +67,8 @@ export async function createHasher(algorithm: Algorithm): Promise<Hasher> {
     const hash = createHash("sha256");
     return { update: (bytes) => hash.update(bytes), digest: () => hash.digest("hex") };
   }
+  // Loaded only when asked for: it is a WebAssembly module that every other command can skip.
+  const { createCRC32, createXXHash3 } = await import("hash-wasm");
   const hash = algorithm === "xxh3" ? await createXXHash3() : await createCRC32(CRC32C_POLYNOMIAL);
   hash.init();
   return { update: (bytes) => hash.update(bytes), digest: () => hash.digest("hex") };
@@ -123,7 +124,6 @@ export async function sum(args: string[]): Promise<number> {
     hasher.update(chunk);
     done += chunk.length;
     progress.update(done, 0);
-    if (done % (16 * CHUNK_BYTES) === 0) await yieldToEvents();
   }
   progress.done();
   console.log(`${hasher.digest()}  ${path}`);
