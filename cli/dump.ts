@@ -150,7 +150,7 @@ export async function dump(args: string[]): Promise<number> {
   let readable = length;
   let failure: MappedIOError | undefined;
   try {
-    await source.read(bytes, offset);
+    if (length > 0) await source.read(bytes, offset);
   } catch (error) {
     if (!(error instanceof MappedIOError)) throw error;
     failure = error;

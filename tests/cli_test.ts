@@ -308,3 +308,37 @@ Deno.test("cli: --help for the top level and every command", async () => {
     assert.equal(run.stderr, "");
   }
 });
+
+Deno.test("cli rescue: resumes from a ddrescue map, reading only what it does not call finished", async () => {
+  using dir = scratch();
+  const source = dir.path("source.bin");
+  const bytes = pattern(0, 16 * PAGE);
+  Deno.writeFileSync(source, bytes);
+  // As ddrescue 1.2x writes it: no current_pass column, a non-trimmed and a non-scraped block,
+  // and the map stops short of the end (the rest counts as non-tried).
+  Deno.writeTextFileSync(
+    dir.path("disk.map"),
+    [
+      "# Mapfile. Created by GNU ddrescue version 1.23",
+      "# current_pos  current_status",
+      "0x00002000     *",
+      "#      pos        size  status",
+      "0x00000000  0x00002000  +",
+      "0x00002000  0x00001000  *",
+      "0x00003000  0x00001000  /",
+      "0x00004000  0x00004000  +",
+      "0x00008000  0x00002000  -",
+      "",
+    ].join("\n"),
+  );
+  const run = await cli("rescue", source, dir.path("dest.bin"), "-m", dir.path("disk.map"));
+  assert.equal(run.code, 0, run.stderr);
+  const dest = Deno.readFileSync(dir.path("dest.bin"));
+  assert.equal(dest.length, bytes.length);
+  // Finished blocks were not copied again (DEST is new, so they are still zero).
+  assertBytes(dest.subarray(0, 2 * PAGE), new Uint8Array(2 * PAGE), "first + block");
+  assertBytes(dest.subarray(2 * PAGE, 4 * PAGE), bytes.subarray(2 * PAGE, 4 * PAGE), "* and /");
+  assertBytes(dest.subarray(4 * PAGE, 8 * PAGE), new Uint8Array(4 * PAGE), "second + block");
+  assertBytes(dest.subarray(8 * PAGE), bytes.subarray(8 * PAGE), "- and the untried rest");
+  assert.deepEqual(blocksOf(Deno.readTextFileSync(dir.path("disk.map"))), [[0, 16 * PAGE, "+"]]);
+});
