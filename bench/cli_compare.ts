@@ -13,7 +13,8 @@
  *
  * ```sh
  * tools/dev cli-bench                     # installs gddrescue (as root), builds, runs this
- * deno run -A bench/cli_compare.ts [--size 2GiB] [--rescue-size 256MiB] [--rounds 3]
+ * deno run -A bench/cli_compare.ts [--size 2GiB] [--rescue-size 256MiB] [--rounds 3] \
+ *   [--only read|rescue]
  * ```
  *
  * Every contender runs `--rounds` times, interleaved; the table gives the best (shortest) wall
@@ -262,6 +263,7 @@ if (import.meta.main) {
       size: { type: "string", default: "2GiB" },
       "rescue-size": { type: "string", default: "256MiB" },
       rounds: { type: "string", default: "3" },
+      only: { type: "string" },
     },
     strict: true,
   });
@@ -271,8 +273,10 @@ if (import.meta.main) {
   const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "guardmap-cli-bench-" });
   try {
     const rows = [
-      ...(await readBenchmarks(dir, size, rounds)),
-      ...(onPath("ddrescue") ? await rescueBenchmark(dir, rescueSize, rounds) : []),
+      ...(values.only === "rescue" ? [] : await readBenchmarks(dir, size, rounds)),
+      ...(values.only === "read" || !onPath("ddrescue")
+        ? []
+        : await rescueBenchmark(dir, rescueSize, rounds)),
     ];
     console.log(report(rows));
     console.log(JSON.stringify({ name: "cli_compare", size, rescueSize, rounds, rows }));
