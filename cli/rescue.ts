@@ -31,7 +31,7 @@ Blocks of zeros are not written (DEST stays sparse where SOURCE is).
 Options:
   -m, --map FILE    the mapfile (default DEST.map); read if it exists, always written
   -r, --retries N   extra passes over the bad ranges after the first (default 0)
-  --block SIZE      bytes copied per read (default 1MiB, at most 64MiB)
+  --block SIZE      bytes copied per read (default 256KiB, at most 64MiB)
   -h, --help        show this help
 
 Numbers accept units (4KiB, 1MiB = 2^20, 1M = 10^6, 0x1000).
@@ -43,7 +43,7 @@ const SAVE_EVERY_MS = 30_000;
 /**
  * DEST is written back in the background every this many bytes (`fdatasync` on Deno's blocking
  * pool while the copy goes on), so the `fsync` before a map write finds little left to write:
- * on a 512 MiB rescue it took the final sync from about 220 ms to a few.
+ * on a 512 MiB rescue over faultfs it took the final sync from about 220 ms to under 20.
  */
 const WRITE_BACK_EVERY_BYTES = 32 * 2 ** 20;
 const YIELD_EVERY_MS = 50;
@@ -125,6 +125,11 @@ function isZero(bytes: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Writes synchronously. Tried and measured slower: two buffers with the write of one awaited
+ * while the next is read (0.80 s against 0.60 s for 512 MiB over faultfs, best of 7), as every
+ * chunk then waits for a turn of the event loop.
+ */
 function writeDest(state: Rescue, bytes: Uint8Array, position: number): void {
   if (bytes.length === 0 || (state.sparse && isZero(bytes))) return;
   state.dest.seekSync(position, Deno.SeekMode.Start);
@@ -226,7 +231,7 @@ function parseRescue(args: string[]) {
   if (!Number.isSafeInteger(retries) || retries < 0) {
     throw new UsageError(`--retries must be a whole number >= 0, got "${parsed.values.retries}"`);
   }
-  const block = sizeOption(parsed, "block", 2 ** 20);
+  const block = sizeOption(parsed, "block", 256 * 1024);
   if (block <= 0 || block > WINDOW_BYTES) {
     throw new UsageError(`--block must be between 1 byte and 64MiB, got ${block}`);
   }
