@@ -23,10 +23,12 @@ import { formatBytes, UsageError } from "./units.ts";
 export const RESCUE_HELP = `Usage: guardmap rescue SOURCE DEST [options]
 
 Copies every readable byte of SOURCE to DEST through guarded copies. Unreadable ranges (to the
-page, 4 KiB) stay zero in DEST and are marked bad ("-") in the map, a GNU ddrescue mapfile.
+page, 4 KiB) are not written (zero in a new DEST, like the rest of DEST's unwritten bytes) and
+are marked bad ("-") in the map, a GNU ddrescue mapfile.
 Run the same command again to retry only what is not finished: bytes already rescued are
 never read or written again. Ctrl-C saves the map and stops; the next run resumes there.
-Blocks of zeros are not written (DEST stays sparse where SOURCE is).
+When DEST is new (or the map exists), blocks of zeros are not written: DEST stays sparse
+where SOURCE is zero.
 
 Options:
   -m, --map FILE    the mapfile (default DEST.map); read if it exists, always written
