@@ -211,9 +211,9 @@ fn chain(previous: *const Sigaction, signal: c_int, info: *const SigInfo, contex
     handler(signal);
 }
 
-/// The signals the kernel raises *because of the instruction a thread runs*: they cannot arrive
-/// from outside while our handler runs, only from a fault of the handler itself (or of a handler
-/// it chains to), so they stay out of the mask (see SIGNALS.md).
+/// The signals the kernel raises *because of the instruction a thread runs*. Blocking them would
+/// not defer them: a fault with its signal blocked kills the process at once. They stay out of the
+/// mask; without SA_NODEFER each of ours can still nest at most once (see SIGNALS.md).
 pub const synchronous_signals = [_]c_int{ sigill, sigtrap, sigbus, sigfpe, sigsegv };
 /// SIGKILL and SIGSTOP cannot be blocked; the kernel drops them from every mask.
 const unblockable_signals = [_]c_int{ sigkill, sigstop };
@@ -233,6 +233,16 @@ pub fn handler_mask() [16]u64 {
         mask[0] |= @as(u64, 1) << bit;
     }
     return mask;
+}
+
+comptime {
+    const mask = handler_mask();
+    for (synchronous_signals ++ unblockable_signals) |signal| {
+        assert(mask[0] & (@as(u64, 1) << (signal - 1)) == 0);
+    }
+    // SIGINT, SIGUSR1, SIGUSR2, SIGPROF: the ones Deno's listeners and V8's profiler use.
+    for ([_]c_int{ 2, 10, 12, 27 }) |signal| assert(mask[0] & (@as(u64, 1) << (signal - 1)) != 0);
+    for (mask[1..]) |word| assert(word == 0);
 }
 
 fn is_one_of(signal: c_int, signals: []const c_int) bool {
