@@ -54,6 +54,8 @@ export interface StormCounts {
   altStackBytes: number;
   /** The deepest the alternate stack was ever written during the storm. */
   altStackHighWaterBytes: number;
+  /** The depth of one guarded fault taken alone (kernel frame + guardmap's handler). */
+  faultFrameBytes: number;
   /** The child's exit code and the signal that ended it, if any. */
   exitCode: number;
   exitSignal: string | null;
@@ -70,6 +72,7 @@ interface TargetReport {
   listenerCalls: Record<string, number>;
   altStackBytes: number;
   altStackHighWaterBytes: number;
+  faultFrameBytes: number;
   otherErrors: string[];
 }
 
@@ -91,12 +94,11 @@ const READS_PER_TURN = 500;
 /** At least this many MappedIOErrors per second of storm, or the run proves nothing. */
 export const FAULTS_PER_SECOND_MIN = 200;
 /**
- * The alternate stack must always have kept this much free: more than one more kernel signal
- * frame (3.3 KB measured on this AVX-512 machine, zig/SIGNALS.md). Before the fix of issue 10 the
- * storm left 1.3-1.9 KB of Deno's 11,952-byte stack free when it did not crash (our SIGBUS frame
- * with two listener signals, or with V8's SIGPROF handler, on top of it).
+ * Calibration faults: the child takes this many guarded faults one at a time before the storm and
+ * keeps the smallest alternate-stack depth it saw as the size of one fault frame (a SIGPROF that
+ * happens to land during one of them only makes that one deeper).
  */
-export const ALT_STACK_FREE_BYTES_MIN = 4096;
+const CALIBRATION_FAULTS = 20;
 
 function parseArgs(): {
   seconds: number;
@@ -136,6 +138,7 @@ async function runTarget(seconds: number, path: string, listen: boolean): Promis
     listenerCalls: {},
     altStackBytes: 0,
     altStackHighWaterBytes: 0,
+    faultFrameBytes: 0,
     otherErrors: [],
   };
   const altStack = paintAltStack();
@@ -146,6 +149,17 @@ async function runTarget(seconds: number, path: string, listen: boolean): Promis
     }
   }
   using map = MappedFile.open(path);
+  const target = new Uint8Array(READ_BYTES);
+  report.faultFrameBytes = calibrate(altStack, () => {
+    Deno.truncateSync(path, KEPT_BYTES);
+    try {
+      map.read(target, FILE_BYTES - READ_BYTES);
+    } catch (error) {
+      if (!(error instanceof MappedIOError)) throw error;
+    } finally {
+      Deno.truncateSync(path, FILE_BYTES);
+    }
+  });
   const shared = new SharedArrayBuffer(8);
   const flags = new Int32Array(shared);
   const worker = new Worker(new URL("./_signal_storm_truncator.ts", import.meta.url), {
@@ -156,7 +170,6 @@ async function runTarget(seconds: number, path: string, listen: boolean): Promis
   worker.postMessage(job);
   // The orchestrator sends nothing before this line: a SIGINT without a listener would kill us.
   console.log("ready");
-  const target = new Uint8Array(READ_BYTES);
   let random = 0x9e3779b9;
   const deadline = performance.now() + seconds * 1000;
   // Bounded by the deadline; each turn is READS_PER_TURN reads.
@@ -217,6 +230,21 @@ function paintAltStack(): Uint8Array {
   );
   view.fill(PAINT);
   return view;
+}
+
+/**
+ * The alternate-stack depth of one guarded fault taken alone: the smallest of CALIBRATION_FAULTS
+ * runs of `fault`, each on a freshly painted stack, which is painted again afterwards.
+ */
+function calibrate(stack: Uint8Array, fault: () => void): number {
+  let smallest = stack.length;
+  for (let i = 0; i < CALIBRATION_FAULTS; i++) {
+    stack.fill(PAINT);
+    fault();
+    smallest = Math.min(smallest, highWater(stack));
+  }
+  stack.fill(PAINT);
+  return smallest;
 }
 
 /** Bytes from the top of the painted stack down to the deepest byte that is no longer PAINT. */
@@ -358,6 +386,23 @@ export async function runStorm(mode: StormMode, seconds: number): Promise<StormR
   }
 }
 
+/**
+ * The alternate-stack invariant: at its deepest, the stack still had room for one more guarded
+ * fault frame (measured by the child before the storm). Handlers that stack on guardmap's frame
+ * break it: before the fix of issue 10, the storm left 1.3-1.9 KB of Deno's 11,952 bytes free
+ * when it did not crash, less than one 3.4 KB fault frame (zig/SIGNALS.md).
+ */
+export function altStackProblem(counts: StormCounts): string | undefined {
+  if (counts.altStackBytes === 0 || counts.faultFrameBytes === 0) {
+    return "the child's main thread had no alternate signal stack to measure";
+  }
+  const free = counts.altStackBytes - counts.altStackHighWaterBytes;
+  if (free >= counts.faultFrameBytes) return undefined;
+  return `the alternate stack was used down to ${counts.altStackHighWaterBytes} of ` +
+    `${counts.altStackBytes} bytes: ${free} left, less than one fault frame ` +
+    `(${counts.faultFrameBytes}); handlers nested on it`;
+}
+
 function judge(
   mode: StormMode,
   seconds: number,
@@ -382,6 +427,7 @@ function judge(
     profilerTicks,
     altStackBytes: report?.altStackBytes ?? 0,
     altStackHighWaterBytes: report?.altStackHighWaterBytes ?? 0,
+    faultFrameBytes: report?.faultFrameBytes ?? 0,
     exitCode,
     exitSignal,
   };
@@ -402,15 +448,8 @@ function judge(
   }
 
   if (mode === "profiler" && profilerTicks === 0) failures.push("the profiler logged no tick");
-  const free = counts.altStackBytes - counts.altStackHighWaterBytes;
-  if (report !== undefined && counts.altStackBytes === 0) {
-    failures.push("the child's main thread has no alternate signal stack to measure");
-  } else if (report !== undefined && free < ALT_STACK_FREE_BYTES_MIN) {
-    failures.push(
-      `the alternate stack was used down to ${counts.altStackHighWaterBytes} of ` +
-        `${counts.altStackBytes} bytes (less than ${ALT_STACK_FREE_BYTES_MIN} left: handlers nested)`,
-    );
-  }
+  const problem = altStackProblem(counts);
+  if (report !== undefined && problem !== undefined) failures.push(problem);
   const injected = mode === "listeners"
     ? `SIGBUS from ${counts.truncations} truncations; ${sent} signals sent ` +
       `(${STORM_SIGNALS.join("+")}), listener calls ${JSON.stringify(counts.listenerCalls)}`
@@ -424,7 +463,8 @@ function judge(
     faults: injected,
     checked: `child exit (code ${exitCode}, signal ${exitSignal ?? "none"}), ` +
       `MappedIOErrors >= ${faultsMin}, signals delivered; main thread's alternate stack used ` +
-      `${counts.altStackHighWaterBytes} of ${counts.altStackBytes} bytes at most`,
+      `${counts.altStackHighWaterBytes} of ${counts.altStackBytes} bytes at most ` +
+      `(one fault frame: ${counts.faultFrameBytes})`,
     detail: failures.length === 0 ? "no crash" : failures.join("; "),
     counts,
   };
