@@ -1018,5 +1018,6 @@ test {
     if (builtin.os.tag == .linux) _ = @import("channel_test.zig");
     _ = @import("handles.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
+    if (builtin.os.tag == .linux) _ = @import("signal_mask_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
 }
