@@ -8,9 +8,9 @@ import { native } from "./library.ts";
 import { Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
-import { asBytes } from "./bytes.ts";
+import { asBytes, checkPosition } from "./bytes.ts";
 import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
-import { MODES, openError, resolveOpen } from "./open_options.ts";
+import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
 
 /**
  * How a file is mapped, as in `numpy.memmap`:
@@ -208,7 +208,7 @@ export class MappedFile implements Disposable {
     );
     const view = new DataView(out.buffer);
     if (status !== Status.ok) {
-      throw openError(status, view.getInt32(24, true), filePath, mode, offset, length);
+      throw openError(status, openFailure(out), filePath, mode, offset, length);
     }
     const handle = view.getUint32(0, true);
     const windowLength = view.getBigUint64(8, true);
@@ -244,7 +244,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   read(target: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "read");
+    checkPosition(position, "read");
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
@@ -284,7 +285,7 @@ export class MappedFile implements Disposable {
     positions: Float64Array | readonly number[],
     length: number,
   ): number {
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "readMany");
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
@@ -329,7 +330,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   write(source: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(source);
+    const bytes = asBytes(source, "write");
+    checkPosition(position, "write");
     if (this.#closed) throw new MapClosedError("write", this.path);
     if (this.#salvage) this.#reportSalvaged("write");
     const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);
