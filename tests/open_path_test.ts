@@ -4,13 +4,7 @@
 // sockets and devices are refused without blocking. Each special file is opened in its own
 // process with a timeout, so a hang fails the test instead of stalling the suite.
 import assert from "node:assert/strict";
-import {
-  FileTooLargeError,
-  GuardmapError,
-  MappedFile,
-  MapPool,
-  NotRegularFileError,
-} from "../mod.ts";
+import { FileTooLargeError, GuardmapError, MappedFile, MapPool } from "../mod.ts";
 import { assertBytes, openDescriptors, pattern, scratch } from "./util.ts";
 
 const CI = Deno.env.get("CI") === "true";
