@@ -242,13 +242,23 @@ async function openInChild(path: string, how: string): Promise<Record<string, un
 
 Deno.test("special files are refused at once, by kind, in every mode and through a pool", async () => {
   using tmp = scratch();
-  const fifo = tmp.path("fifo");
-  run("mkfifo", [fifo]);
+  // A FIFO of its own for every case: a case that opens one for writing would otherwise let
+  // another case's blocked read-only open go on, and hide the hang.
+  let fifos = 0;
+  const newFifo = () => {
+    const fifo = tmp.path(`fifo-${fifos++}`);
+    run("mkfifo", [fifo]);
+    return fifo;
+  };
   const socketPath = tmp.path("socket");
   const listener = Deno.listen({ transport: "unix", path: socketPath });
   Deno.symlinkSync(tmp.path("loop-b"), tmp.path("loop-a"));
   Deno.symlinkSync(tmp.path("loop-a"), tmp.path("loop-b"));
-  Deno.symlinkSync(fifo, tmp.path("link-to-fifo"));
+  const linkToFifo = (mode: string) => {
+    const link = tmp.path(`link-to-fifo-${mode}`);
+    Deno.symlinkSync(newFifo(), link);
+    return link;
+  };
   const blockDevice = [...Deno.readDirSync("/dev")].map((entry) => `/dev/${entry.name}`)
     .find((path) => Deno.statSync(path).isBlockDevice);
   const mapIn = (mode: string) =>
@@ -256,8 +266,8 @@ Deno.test("special files are refused at once, by kind, in every mode and through
   const cases: [string, string, Record<string, unknown>][] = [];
   for (const mode of ["r", "c", "r+", "w+"]) {
     const fifoError = { name: "NotRegularFileError", code: "NOT_REGULAR_FILE", kind: "FIFO" };
-    cases.push([fifo, mapIn(mode), fifoError]);
-    cases.push([tmp.path("link-to-fifo"), mapIn(mode), fifoError]);
+    cases.push([newFifo(), mapIn(mode), fifoError]);
+    cases.push([linkToFifo(mode), mapIn(mode), fifoError]);
     cases.push([socketPath, mapIn(mode), {
       name: "NotRegularFileError",
       code: "NOT_REGULAR_FILE",
@@ -276,7 +286,7 @@ Deno.test("special files are refused at once, by kind, in every mode and through
     `await using pool = new MapPool({ workers: 1, startTimeoutMs: 20000 });
      await pool.open(path, { mode: "${mode}"${mode === "w+" ? ", length: 4096" : ""} });`;
   for (const mode of ["r", "c"]) {
-    cases.push([fifo, pooled(mode), {
+    cases.push([newFifo(), pooled(mode), {
       name: "NotRegularFileError",
       code: "NOT_REGULAR_FILE",
       kind: "FIFO",
