@@ -17,7 +17,15 @@ import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
  * - `"r"`: read-only, shared (the default);
  * - `"r+"`: read-write, shared; the file must already cover the window;
  * - `"w+"`: create or truncate the file, then size it to `offset + length` and reserve its blocks
- *   (so a full disk fails at open, not later); needs `length`;
+ *   (so a full disk fails at open, not later); needs `length`. Before it truncates anything it
+ *   checks the process's file-size limit (`RLIMIT_FSIZE`), the file system's largest file and
+ *   the free space (counting the blocks the old file gives back): when one of them says no, the
+ *   open throws and the file keeps its content and size. If the reservation still fails after
+ *   that (another writer took the space, a quota, file-system metadata the estimate cannot
+ *   see), the old content is already gone: the file is left at 0 bytes, every block the attempt
+ *   took is given back, and a file the open created is removed. On Windows the space check
+ *   is the same (the caller's free space, quotas included), but the largest file is only found
+ *   by the sizing itself, after the truncation;
  * - `"c"`: copy-on-write, private: writes are visible through this map only, never in the file.
  */
 export type MapMode = "r" | "r+" | "w+" | "c";
@@ -175,11 +183,15 @@ export class MappedFile implements Disposable {
   /**
    * Opens `path` and maps a window of it.
    *
-   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied`
-   * or `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
-   * `RangeError` for a bad offset or length, or a window past the end of the file;
-   * {@linkcode GuardmapError} for the rest (for example `code: "ENOSPC"` in mode `"w+"`).
-   * On failure nothing stays open or mapped.
+   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.NotADirectory`,
+   * `Deno.errors.FilesystemLoop` (`code: "ELOOP"`), `Deno.errors.PermissionDenied` or
+   * `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
+   * `TypeError` for arguments of the wrong type (a mode string where the options belong, a
+   * `null` option, an unknown key, a NUL in the path); `RangeError` for a bad offset or length,
+   * or a window past the end of the file; `NotRegularFileError` for a FIFO, socket or device
+   * (never waiting on it); `FileTooLargeError` when a `"w+"` window ends past the file system's
+   * largest file or `RLIMIT_FSIZE`; {@linkcode GuardmapError} for the rest (for example
+   * `code: "ENOSPC"` in mode `"w+"`, `"ENAMETOOLONG"`). On failure nothing stays open or mapped.
    *
    * @example Map the second mebibyte of a file read-only
    * ```ts
