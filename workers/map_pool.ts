@@ -247,7 +247,7 @@ class PoolCore {
    * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
    */
   async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
-    if (options.salvage === true) {
+    if (options?.salvage === true) {
       throw new TypeError(
         "salvage is for in-process maps (MappedFile.open); a MapPool worker that meets a lost " +
           "page dies and is restarted instead",
