@@ -201,6 +201,26 @@ export function openFailure(record: Uint8Array): OpenFailure {
   };
 }
 
+/** The failures Deno has an error class for, as `Deno.open` reports them. */
+const DENO_ERRORS: Record<number, [new (message: string) => Error, (osError: number) => string]> = {
+  [Status.not_found]: [Deno.errors.NotFound, () => "no such file"],
+  [Status.not_directory]: [
+    Deno.errors.NotADirectory,
+    () => "a component of the path is a file, not a directory (ENOTDIR); check the path",
+  ],
+  [Status.permission_denied]: [
+    Deno.errors.PermissionDenied,
+    (osError) => `the OS denied access (errno ${osError})`,
+  ],
+  [Status.is_directory]: [Deno.errors.IsADirectory, () => "it is a directory"],
+  [Status.symlink_loop]: [
+    Deno.errors.FilesystemLoop,
+    () =>
+      "too many levels of symbolic links (ELOOP); a link along the path points back at itself " +
+      "or the chain is longer than 40: fix the links",
+  ],
+};
+
 const FILE_KINDS: Record<number, NotRegularFileKind> = {
   1: "FIFO",
   2: "character device",
@@ -236,34 +256,13 @@ export function openError(
       path,
       osError: found.osError,
     });
+  const denoError = DENO_ERRORS[status];
+  if (denoError !== undefined) {
+    const [ErrorClass, reason] = denoError;
+    return withCode(new ErrorClass(`guardmap: cannot map ${where}: ${reason(found.osError)}`));
+  }
   const end = offset + (length ?? 0n);
   switch (status) {
-    case Status.not_found:
-      return withCode(new Deno.errors.NotFound(`guardmap: cannot map ${where}: no such file`));
-    case Status.not_directory:
-      return withCode(
-        new Deno.errors.NotADirectory(
-          `guardmap: cannot map ${where}: a component of the path is a file, not a directory ` +
-            "(ENOTDIR); check the path",
-        ),
-      );
-    case Status.permission_denied:
-      return withCode(
-        new Deno.errors.PermissionDenied(
-          `guardmap: cannot map ${where}: the OS denied access (errno ${found.osError})`,
-        ),
-      );
-    case Status.is_directory:
-      return withCode(
-        new Deno.errors.IsADirectory(`guardmap: cannot map ${where}: it is a directory`),
-      );
-    case Status.symlink_loop:
-      return withCode(
-        new Deno.errors.FilesystemLoop(
-          `guardmap: cannot map ${where}: too many levels of symbolic links (ELOOP); a link ` +
-            "along the path points back at itself or the chain is longer than 40: fix the links",
-        ),
-      );
     case Status.name_too_long:
       return guardmap(nameTooLong(path));
     case Status.not_regular_file: {
