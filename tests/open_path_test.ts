@@ -309,3 +309,35 @@ Deno.test("special files are refused at once, by kind, in every mode and through
     listener.close();
   }
 });
+
+Deno.test('a running program opened "r+": ETXTBSY, saying what to do', async () => {
+  using tmp = scratch();
+  const program = tmp.path("sleeper");
+  Deno.copyFileSync("/bin/sleep", program);
+  Deno.chmodSync(program, 0o755);
+  const child = new Deno.Command(program, { args: ["30"], stdout: "null", stderr: "null" }).spawn();
+  try {
+    // Running once /proc shows the copy as the child's program.
+    for (let polls = 0; polls < 500; polls++) {
+      const exe = (() => {
+        try {
+          return Deno.readLinkSync(`/proc/${child.pid}/exe`);
+        } catch {
+          return "";
+        }
+      })();
+      if (exe === program) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.throws(
+      () => MappedFile.open(program, { mode: "r+" }),
+      (error) =>
+        error instanceof GuardmapError && error.code === "ETXTBSY" &&
+        /running program.*mode "r" or "c"/.test(error.message),
+    );
+    MappedFile.open(program, { mode: "r" }).close();
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+});
