@@ -86,6 +86,7 @@ mountTest('"w+" without the space: ENOSPC before the file is touched (tmpfs)', [
   const path = `${fs.dir}/data.bin`;
   const old = pattern(7, 3 * MiB);
   Deno.writeFileSync(path, old);
+  Deno.utimeSync(path, new Date("2020-01-01"), new Date("2020-01-01"));
   const free = freeBytes(fs.dir);
   const descriptors = openDescriptors();
   // 3 MiB of the old file plus 5 MiB free: 12 MiB cannot fit.
@@ -94,6 +95,7 @@ mountTest('"w+" without the space: ENOSPC before the file is touched (tmpfs)', [
     (error) => isNoSpace(error, true),
   );
   assert.equal(openDescriptors(), descriptors);
+  assert.equal(Deno.statSync(path).mtime?.toISOString(), "2020-01-01T00:00:00.000Z");
   assertBytes(Deno.readFileSync(path), old, "the old content");
   assert.equal(freeBytes(fs.dir), free, "free space changed");
   // A new file that does not fit is not left behind.
@@ -160,6 +162,7 @@ mountTest('"w+" past the largest file of the file system: EFBIG with the limit',
   const path = `${fs.dir}/data.bin`;
   const old = pattern(5, 100_000);
   Deno.writeFileSync(path, old);
+  Deno.utimeSync(path, new Date("2020-01-01"), new Date("2020-01-01"));
   assert.throws(
     () => MappedFile.open(path, { mode: "w+", offset: 2n ** 50n, length: 4096 }),
     (error) => {
@@ -172,6 +175,7 @@ mountTest('"w+" past the largest file of the file system: EFBIG with the limit',
       return true;
     },
   );
+  assert.equal(Deno.statSync(path).mtime?.toISOString(), "2020-01-01T00:00:00.000Z");
   assertBytes(Deno.readFileSync(path), old, "the old content");
 });
 

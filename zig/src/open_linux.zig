@@ -24,6 +24,13 @@ extern "c" fn fcntl(fd: c_int, command: c_int, ...) c_int;
 extern "c" fn unlink(path: [*:0]const u8) c_int;
 extern "c" fn fstatvfs(fd: c_int, out: *Statvfs) c_int;
 extern "c" fn geteuid() c_uint;
+extern "c" fn futimens(fd: c_int, times: *const [2]Timespec) c_int;
+
+/// `struct timespec` on 64-bit Linux.
+const Timespec = extern struct { seconds: i64, nanoseconds: i64 };
+comptime {
+    assert(@sizeOf(Timespec) == 16);
+}
 
 const o_excl: c_int = 0o200;
 const o_nonblock: c_int = 0o4000;
@@ -199,12 +206,23 @@ fn check_create(fd: Handle, offset: u64, end: u64, old: *const Statx) ?OpenError
     // fallocate and ftruncate past RLIMIT_FSIZE raise SIGXFSZ, which kills the process.
     const limit = os.file_size_limit();
     if (end > limit) return .{ .status = .file_size_limit, .os_error = efbig, .limit_bytes = limit };
-    if (end > old.size) {
-        if (largest_file_bytes(fd, old.size, end)) |largest| {
-            return .{ .status = .file_too_large, .os_error = efbig, .limit_bytes = largest };
-        }
-    }
-    return check_space(fd, offset, end, old);
+    if (end <= old.size) return check_space(fd, offset, end, old);
+    const failure = if (largest_file_bytes(fd, old.size, end)) |largest|
+        OpenError{ .status = .file_too_large, .os_error = efbig, .limit_bytes = largest }
+    else
+        check_space(fd, offset, end, old);
+    // The probes punched nothing, but file systems stamp the file as modified all the same: a
+    // refused open puts the times back (all but ctime, which no call can set).
+    if (failure != null) restore_times(fd, old);
+    return failure;
+}
+
+fn restore_times(fd: Handle, old: *const Statx) void {
+    const times = [2]Timespec{
+        .{ .seconds = old.atime.seconds, .nanoseconds = old.atime.nanoseconds },
+        .{ .seconds = old.mtime.seconds, .nanoseconds = old.mtime.nanoseconds },
+    };
+    _ = futimens(fd, &times);
 }
 
 /// Whether a file may reach `end` bytes on this file system: fallocate(PUNCH_HOLE | KEEP_SIZE)

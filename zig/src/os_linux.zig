@@ -46,8 +46,13 @@ pub const at_empty_path: c_int = 0x1000;
 pub const statx_type: c_uint = 0x1;
 const statx_size: c_uint = 0x200;
 const statx_blocks: c_uint = 0x400;
+const statx_atime: c_uint = 0x20;
+const statx_mtime: c_uint = 0x40;
 pub const s_ifmt: u16 = 0o170000;
 const sc_pagesize: c_int = 30;
+
+/// The kernel's `struct statx_timestamp`.
+pub const Timestamp = extern struct { seconds: i64, nanoseconds: u32, reserved: i32 };
 
 /// The kernel's `struct statx` (fixed layout on every architecture).
 pub const Statx = extern struct {
@@ -64,7 +69,10 @@ pub const Statx = extern struct {
     /// 512-byte units.
     blocks: u64,
     attributes_mask: u64,
-    times: [64]u8,
+    atime: Timestamp,
+    btime: Timestamp,
+    ctime: Timestamp,
+    mtime: Timestamp,
     rdev_major: u32,
     rdev_minor: u32,
     dev_major: u32,
@@ -76,6 +84,8 @@ comptime {
     assert(@offsetOf(Statx, "mode") == 28);
     assert(@offsetOf(Statx, "size") == 40);
     assert(@offsetOf(Statx, "blocks") == 48);
+    assert(@offsetOf(Statx, "atime") == 64);
+    assert(@offsetOf(Statx, "mtime") == 112);
     assert(@offsetOf(Statx, "dev_major") == 136);
 }
 
@@ -205,7 +215,8 @@ fn map_fd(
     file_size_out: *u64,
 ) ?OpenError {
     var info: Statx = undefined;
-    if (statx(fd, "", at_empty_path, statx_type | statx_size | statx_blocks, &info) != 0) {
+    const mask = statx_type | statx_size | statx_blocks | statx_atime | statx_mtime;
+    if (statx(fd, "", at_empty_path, mask, &info) != 0) {
         return fail(status_from_errno(errno()));
     }
     const kind = open_linux.kind_of(info.mode);
