@@ -252,3 +252,13 @@ Deno.test("paths: NUL, too long, a name too long, ELOOP, ENOTDIR, w+ past the la
   );
   assert.deepEqual(Deno.readFileSync(file), original, "w+ left the file as it was");
 });
+
+Deno.test('"w+" through a dangling symbolic link creates its target, as open(2) does', () => {
+  using tmp = scratch();
+  Deno.symlinkSync(tmp.path("target.bin"), tmp.path("link.bin"));
+  using map = MappedFile.open(tmp.path("link.bin"), { mode: "w+", length: 10 });
+  map.write(new Uint8Array([5]), 9);
+  map.flush();
+  assert.equal(Deno.statSync(tmp.path("target.bin")).size, 10);
+  assert.ok(Deno.lstatSync(tmp.path("link.bin")).isSymlink);
+});
