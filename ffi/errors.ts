@@ -1,9 +1,13 @@
 /**
  * The errors guardmap throws. Failures of a mapped file are {@linkcode GuardmapError}s; an I/O
- * fault while touching mapped pages is the subclass {@linkcode MappedIOError}. Opening a missing
- * file, a directory, or a path without permission throws Deno's own `Deno.errors.NotFound`,
- * `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied` or `Deno.errors.NotCapable`, as
- * `Deno.open` does; bad arguments throw `TypeError` or `RangeError`.
+ * fault while touching mapped pages is the subclass {@linkcode MappedIOError}; a FIFO, socket or
+ * device is a {@linkcode NotRegularFileError}, a `"w+"` past a size limit a
+ * {@linkcode FileTooLargeError}. Opening a missing file, a directory, a path through a file or
+ * through a symbolic-link loop, or a path without permission throws Deno's own
+ * `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.NotADirectory`,
+ * `Deno.errors.FilesystemLoop`, `Deno.errors.PermissionDenied` or `Deno.errors.NotCapable`, as
+ * `Deno.open` does, each with a `code` such as `"ELOOP"`; bad arguments throw `TypeError` or
+ * `RangeError`.
  *
  * @module
  */
