@@ -40,12 +40,17 @@ export {
   type WindowRange,
 } from "./ffi/mapped_file.ts";
 export {
+  FileTooLargeError,
+  type FileTooLargeErrorOptions,
   GuardmapError,
   type GuardmapErrorOptions,
   MapClosedError,
   MappedIOError,
   type MappedIOErrorOptions,
   type MappedOperation,
+  NotRegularFileError,
+  type NotRegularFileErrorOptions,
+  type NotRegularFileKind,
   WorkerCrashedError,
   type WorkerCrashedErrorOptions,
 } from "./ffi/errors.ts";

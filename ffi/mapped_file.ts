@@ -8,16 +8,24 @@ import { native } from "./library.ts";
 import { Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
-import { asBytes } from "./bytes.ts";
+import { asBytes, checkPosition } from "./bytes.ts";
 import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
-import { MODES, openError, resolveOpen } from "./open_options.ts";
+import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
 
 /**
  * How a file is mapped, as in `numpy.memmap`:
  * - `"r"`: read-only, shared (the default);
  * - `"r+"`: read-write, shared; the file must already cover the window;
  * - `"w+"`: create or truncate the file, then size it to `offset + length` and reserve its blocks
- *   (so a full disk fails at open, not later); needs `length`;
+ *   (so a full disk fails at open, not later); needs `length`. Before it truncates anything it
+ *   checks the process's file-size limit (`RLIMIT_FSIZE`), the file system's largest file and
+ *   the free space (counting the blocks the old file gives back): when one of them says no, the
+ *   open throws and the file keeps its content and size. If the reservation still fails after
+ *   that (another writer took the space, a quota, file-system metadata the estimate cannot
+ *   see), the old content is already gone: the file is left at 0 bytes, every block the attempt
+ *   took is given back, and a file the open created is removed. On Windows the space check
+ *   is the same (the caller's free space, quotas included), but the largest file is only found
+ *   by the sizing itself, after the truncation;
  * - `"c"`: copy-on-write, private: writes are visible through this map only, never in the file.
  */
 export type MapMode = "r" | "r+" | "w+" | "c";
@@ -175,11 +183,15 @@ export class MappedFile implements Disposable {
   /**
    * Opens `path` and maps a window of it.
    *
-   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied`
-   * or `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
-   * `RangeError` for a bad offset or length, or a window past the end of the file;
-   * {@linkcode GuardmapError} for the rest (for example `code: "ENOSPC"` in mode `"w+"`).
-   * On failure nothing stays open or mapped.
+   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.NotADirectory`,
+   * `Deno.errors.FilesystemLoop` (`code: "ELOOP"`), `Deno.errors.PermissionDenied` or
+   * `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
+   * `TypeError` for arguments of the wrong type (a mode string where the options belong, a
+   * `null` option, an unknown key, a NUL in the path); `RangeError` for a bad offset or length,
+   * or a window past the end of the file; `NotRegularFileError` for a FIFO, socket or device
+   * (never waiting on it); `FileTooLargeError` when a `"w+"` window ends past the file system's
+   * largest file or `RLIMIT_FSIZE`; {@linkcode GuardmapError} for the rest (for example
+   * `code: "ENOSPC"` in mode `"w+"`, `"ENAMETOOLONG"`). On failure nothing stays open or mapped.
    *
    * @example Map the second mebibyte of a file read-only
    * ```ts
@@ -208,7 +220,7 @@ export class MappedFile implements Disposable {
     );
     const view = new DataView(out.buffer);
     if (status !== Status.ok) {
-      throw openError(status, view.getInt32(24, true), filePath, mode, offset, length);
+      throw openError(status, openFailure(out), filePath, mode, offset, length);
     }
     const handle = view.getUint32(0, true);
     const windowLength = view.getBigUint64(8, true);
@@ -244,7 +256,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   read(target: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "read");
+    checkPosition(position, "read");
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
@@ -284,7 +297,7 @@ export class MappedFile implements Disposable {
     positions: Float64Array | readonly number[],
     length: number,
   ): number {
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "readMany");
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
@@ -329,7 +342,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   write(source: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(source);
+    const bytes = asBytes(source, "write");
+    checkPosition(position, "write");
     if (this.#closed) throw new MapClosedError("write", this.path);
     if (this.#salvage) this.#reportSalvaged("write");
     const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);

@@ -12,7 +12,7 @@ import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
-import { asBytes } from "../ffi/bytes.ts";
+import { asBytes, checkPosition } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
   Advice,
@@ -247,7 +247,7 @@ class PoolCore {
    * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
    */
   async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
-    if (options.salvage === true) {
+    if (options?.salvage === true) {
       throw new TypeError(
         "salvage is for in-process maps (MappedFile.open); a MapPool worker that meets a lost " +
           "page dies and is restarted instead",
@@ -328,7 +328,7 @@ class PoolCore {
     if (status !== Status.ok) {
       throw openError(
         status,
-        answer.osError,
+        answer.failure ?? answer.osError,
         resolved.path,
         resolved.mode,
         resolved.offset,
@@ -899,7 +899,7 @@ class PoolFileImpl implements PoolFile {
     length: number,
   ): Promise<number> {
     this.#usable("read");
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "readMany");
     const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
     if (length > this.#pool.stagingBytes / 2) {
       throw new RangeError(
@@ -912,7 +912,8 @@ class PoolFileImpl implements PoolFile {
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
     this.#usable(kind);
-    const bytes = asBytes(view);
+    const bytes = asBytes(view, kind);
+    checkPosition(position, kind);
     return await this.#pool.transfer(this, kind, bytes, position);
   }
 

@@ -12,6 +12,7 @@
  */
 import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
+import { openFailure } from "../ffi/open_options.ts";
 import {
   HEADER,
   HEADER_BYTES,
@@ -82,6 +83,7 @@ function open(): void {
     handle: view.getUint32(0, true),
     length: Number(view.getBigUint64(8, true)),
     osError: view.getInt32(24, true),
+    failure: status === Status.ok ? undefined : openFailure(out),
   };
   reply(status, answer);
 }

@@ -303,6 +303,30 @@ test "windows: open failures are stable codes" {
     try testing.expectEqual(Status.invalid_argument, status_of(gm_open(malformed, malformed.len, 0, 0, 0, 0, &result)));
 }
 
+test "windows: w+ that cannot fit leaves the old file as it was, and creates nothing" {
+    var scratch: Scratch = undefined;
+    try scratch.create();
+    defer scratch.remove();
+    try scratch.write_pattern(0, 4096);
+    // 1 PiB: more than any test machine's free space (and under NTFS's and ext4's largest
+    // file sizes only where the space check does not come first).
+    const huge: u64 = 1 << 50;
+    var result = OpenResult.zero;
+    try testing.expectEqual(Status.no_space, scratch.open(.create, 0, huge, &result));
+    try testing.expectEqual(@as(i32, 0), result.os_error); // Refused before any call failed.
+    try testing.expectEqual(huge, result.length_bytes);
+    try testing.expect(result.file_size_bytes < huge);
+    try testing.expectEqual(@as(u64, 4096), try scratch.file.getEndPos());
+    var check: [4096]u8 = undefined;
+    try testing.expectEqual(@as(usize, 4096), try scratch.file.preadAll(&check, 0));
+    for (check, 0..) |byte, index| try testing.expectEqual(pattern_byte(index), byte);
+
+    var path_buffer: [1024]u8 = undefined;
+    const fresh = try scratch.absolute("fresh.bin", &path_buffer);
+    try testing.expectEqual(Status.no_space, status_of(gm_open(fresh.ptr, fresh.len, 2, 0, huge, 1, &result)));
+    try testing.expectError(error.FileNotFound, scratch.directory.dir.access("fresh.bin", .{}));
+}
+
 test "windows: the vectored handler is installed once and is ours" {
     try testing.expectEqual(Status.ok, status_of(gm_init()));
     try testing.expectEqual(Status.ok, status_of(gm_init()));

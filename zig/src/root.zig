@@ -97,7 +97,9 @@ export fn gm_open(
     const result = out orelse return code(.invalid_argument);
     result.* = OpenResult.zero;
     const path_bytes = path orelse return code(.invalid_argument);
-    if (path_length == 0 or path_length >= path_length_max) return code(.invalid_argument);
+    if (path_length == 0) return code(.invalid_argument);
+    // PATH_MAX on Linux counts the NUL: the kernel refuses such a path with ENAMETOOLONG too.
+    if (path_length >= path_length_max) return code(.name_too_long);
     var path_buffer: [path_length_max]u8 = undefined;
     @memcpy(path_buffer[0..path_length], path_bytes[0..path_length]);
     if (std.mem.indexOfScalar(u8, path_buffer[0..path_length], 0) != null) return code(.invalid_argument);
@@ -125,6 +127,9 @@ export fn gm_open(
     if (os.map_open(path_buffer[0..path_length :0], mode, offset, length_requested, past_end, &mapping, &file_size_bytes)) |failure| {
         table.unreserve(index);
         result.os_error = failure.os_error;
+        result.file_kind = failure.file_kind;
+        result.length_bytes = failure.limit_bytes;
+        result.file_size_bytes = failure.available_bytes;
         return code(failure.status);
     }
     assert(mapping.length_bytes > 0);
