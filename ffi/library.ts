@@ -28,6 +28,8 @@ const symbols = {
     result: "i32",
   },
   gm_close: { parameters: ["u32"], result: "i32" },
+  gm_release: { parameters: ["u32"], result: "i32" },
+  gm_reap: { parameters: [], result: "u32" },
   gm_address: { parameters: ["u32"], result: "pointer" },
   gm_file_size: { parameters: ["u32", "buffer"], result: "i32" },
   gm_read: { parameters: ["u32", "f64", "buffer", "f64", "buffer"], result: "i32" },

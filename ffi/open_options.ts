@@ -12,6 +12,8 @@ import type { MapMode, OpenOptions } from "./mapped_file.ts";
 /** The library's number for each mode. */
 export const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
 const OFFSET_MAX = 2n ** 63n - 1n;
+/** How many maps a process may have open at once: `slot_count_max` in zig/src/handles.zig. */
+const MAP_LIMIT = 4096;
 
 /** Open options, checked: a string path, a known mode, 64-bit offset and optional length. */
 export interface ResolvedOpen {
@@ -150,6 +152,14 @@ export function openError(
       return new RangeError(
         `guardmap: cannot map ${where}: the window reaches past the end of the file; ` +
           `use a smaller length, or mode "w+" to create the file at that size`,
+      );
+    case Status.map_limit:
+      return new GuardmapError(
+        `guardmap: cannot map ${where}: this process already has ${MAP_LIMIT} maps open, the ` +
+          "most guardmap allows at once; close maps you no longer need (`using` closes them at " +
+          "the end of a scope). A map dropped without close() counts until the garbage " +
+          "collector finds it, which happens only between tasks, not inside a synchronous loop",
+        { code: errorCodeOf(status), status, path, osError },
       );
     case Status.invalid_argument:
     case Status.overflow:

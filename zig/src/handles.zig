@@ -5,6 +5,11 @@
 //! is refused instead of touching unmapped or freed memory. A copy leases its slot for the
 //! duration of the copy; close refuses (`busy`) while a lease is held by another thread, so a
 //! mapping is never unmapped under a running copy.
+//!
+//! Every map also records its owner: the thread that opened it (see owner.zig). A Web Worker's
+//! isolate lives on one thread for its whole life and runs no more JavaScript once terminated,
+//! so neither its `close()` calls nor its FinalizationRegistry will ever run: `reap` releases the
+//! maps whose owner thread has ended.
 const std = @import("std");
 const assert = std.debug.assert;
 
@@ -21,6 +26,19 @@ const lease_mask: u32 = state_closing - 1;
 /// Leases are taken with a compare-and-swap; under contention it retries, at most this often.
 const lease_attempts_max = 1024;
 
+/// Who opened a map: a thread id and the thread's start time, so that a reused id is not taken
+/// for the same thread. `unknown` is never reaped.
+pub const Owner = struct {
+    thread_id: i32,
+    start_ticks: u64,
+
+    pub const unknown: Owner = .{ .thread_id = 0, .start_ticks = 0 };
+
+    pub fn eql(a: Owner, b: Owner) bool {
+        return a.thread_id == b.thread_id and a.start_ticks == b.start_ticks;
+    }
+};
+
 pub fn Table(comptime Mapping: type) type {
     return struct {
         const Self = @This();
@@ -29,6 +47,11 @@ pub fn Table(comptime Mapping: type) type {
             /// Incremented on every close; a handle carries the generation it was opened with.
             generation: std.atomic.Value(u32) = .init(1),
             state: std.atomic.Value(u32) = .init(0),
+            /// Written by `publish`, read by `reap` (both under the mutex).
+            owner: Owner = Owner.unknown,
+            /// Set once the mapping's address was handed out (a zero-copy view may exist, even in
+            /// another isolate after a transfer): a reaped map is then not unmapped (see `reap`).
+            address_taken: std.atomic.Value(bool) = .init(false),
             /// Written before `state` is set open (release), read after a lease (acquire).
             mapping: Mapping = undefined,
         };
@@ -93,11 +116,20 @@ pub fn Table(comptime Mapping: type) type {
             return error.TooManyOpen;
         }
 
-        /// Makes a reserved slot an open map and returns its handle.
+        /// Makes a reserved slot an open map and returns its handle; `reap` never releases it.
         pub fn publish(table: *Self, index: u32, mapping: Mapping) u32 {
+            return table.publish_owned(index, mapping, Owner.unknown);
+        }
+
+        /// Makes a reserved slot an open map owned by `owner` and returns its handle.
+        pub fn publish_owned(table: *Self, index: u32, mapping: Mapping, owner: Owner) u32 {
             const slot = &table.slots[index];
             assert(slot.state.load(.acquire) == state_closing);
             slot.mapping = mapping;
+            table.mutex.lock();
+            slot.owner = owner;
+            table.mutex.unlock();
+            slot.address_taken.store(false, .release);
             slot.state.store(state_open, .release);
             return handle_of(index, slot.generation.load(.acquire));
         }
@@ -129,6 +161,44 @@ pub fn Table(comptime Mapping: type) type {
         pub fn finish_close(table: *Self, slot: *Slot) void {
             table.mutex.lock();
             defer table.mutex.unlock();
+            free_slot(slot);
+        }
+
+        /// Releases every open map whose owner `is_gone` says has ended and that no copy is using
+        /// now; `release(slot)` frees its mapping. Returns how many were released.
+        pub fn reap(
+            table: *Self,
+            context: anytype,
+            comptime is_gone: fn (@TypeOf(context), Owner) bool,
+            comptime release: fn (@TypeOf(context), *Slot) void,
+        ) u32 {
+            table.mutex.lock();
+            defer table.mutex.unlock();
+            // Maps of one worker sit side by side: remember the last verdict, so one thread's
+            // liveness is looked up once per run of its slots, not once per slot.
+            var last: Owner = Owner.unknown;
+            var last_gone = false;
+            var released: u32 = 0;
+            for (&table.slots) |*slot| {
+                if (slot.state.load(.acquire) != state_open) continue; // Free, closing or leased.
+                if (slot.owner.eql(Owner.unknown)) continue;
+                if (!slot.owner.eql(last)) {
+                    last = slot.owner;
+                    last_gone = is_gone(context, last);
+                }
+                if (!last_gone) continue;
+                // A copy that took a lease since the load above wins: the map stays for now.
+                if (slot.state.cmpxchgStrong(state_open, state_open | state_closing, .acq_rel, .acquire) != null) continue;
+                release(context, slot);
+                free_slot(slot);
+                released += 1;
+            }
+            assert(released <= slot_count_max);
+            return released;
+        }
+
+        /// A closing slot becomes free with the next generation. The caller holds the mutex.
+        fn free_slot(slot: *Slot) void {
             assert(slot.state.load(.acquire) == state_open | state_closing);
             var generation = slot.generation.load(.acquire) +% 1;
             // Handles are never 0 and generations stay within the bits a handle has for them.
@@ -190,4 +260,50 @@ test "handles: the table has a bound" {
     var count: u32 = 0;
     while (count < slot_count_max) : (count += 1) _ = try table.reserve();
     try testing.expectError(error.TooManyOpen, table.reserve());
+}
+
+const ReapTest = struct {
+    gone: Owner,
+    released: u32 = 0,
+
+    fn is_gone(context: *ReapTest, owner: Owner) bool {
+        return owner.eql(context.gone);
+    }
+
+    fn release(context: *ReapTest, slot: *Table(u64).Slot) void {
+        _ = slot;
+        context.released += 1;
+    }
+};
+
+test "handles: reap releases the maps of an ended owner only, never a leased or unknown one" {
+    const T = Table(u64);
+    const table = try testing.allocator.create(T);
+    defer testing.allocator.destroy(table);
+    table.* = .{};
+    const ended: Owner = .{ .thread_id = 7, .start_ticks = 100 };
+    const alive: Owner = .{ .thread_id = 8, .start_ticks = 100 };
+    // Same thread id, later start: the id was reused by a thread that still runs.
+    const reused: Owner = .{ .thread_id = 7, .start_ticks = 200 };
+    var handles_ended: [3]u32 = undefined;
+    for (&handles_ended) |*handle| handle.* = table.publish_owned(try table.reserve(), 1, ended);
+    const handle_alive = table.publish_owned(try table.reserve(), 2, alive);
+    const handle_reused = table.publish_owned(try table.reserve(), 3, reused);
+    const handle_unknown = table.publish(try table.reserve(), 4);
+
+    var context: ReapTest = .{ .gone = ended };
+    const lease = try table.acquire(handles_ended[1]);
+    try testing.expectEqual(@as(u32, 2), table.reap(&context, ReapTest.is_gone, ReapTest.release));
+    try testing.expectEqual(@as(u32, 2), context.released);
+    try testing.expectError(error.BadHandle, table.acquire(handles_ended[0]));
+    try testing.expectError(error.BadHandle, table.acquire(handles_ended[2]));
+    // The leased map stays until its copy is done, and goes at the next reap.
+    lease.release();
+    try testing.expectEqual(@as(u32, 1), table.reap(&context, ReapTest.is_gone, ReapTest.release));
+    try testing.expectError(error.BadHandle, table.acquire(handles_ended[1]));
+    for ([_]u32{ handle_alive, handle_reused, handle_unknown }) |handle| {
+        const kept = try table.acquire(handle);
+        kept.release();
+    }
+    try testing.expectEqual(@as(u32, 0), table.reap(&context, ReapTest.is_gone, ReapTest.release));
 }

@@ -16,6 +16,7 @@ const Mode = status_zig.Mode;
 const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
 const handles = @import("handles.zig");
+const owner = @import("owner.zig");
 const guard = @import("guard.zig");
 const channel_zig = @import("channel.zig");
 const salvage = if (builtin.os.tag == .linux) @import("salvage.zig") else struct {
@@ -119,10 +120,20 @@ export fn gm_open(
     if (past_end and length_requested == null) return code(.invalid_argument);
 
     guard.os.install() catch return code(.handler_not_installed);
-    const index = table.reserve() catch return code(.too_many_open);
+    // Out of slots: the maps of ended Web Workers are released first (see owner.zig).
+    const index = table.reserve() catch reserved: {
+        if (reap() == 0) return code(.map_limit);
+        break :reserved table.reserve() catch return code(.map_limit);
+    };
     var mapping: os.Mapping = undefined;
     var file_size_bytes: u64 = 0;
-    if (os.map_open(path_buffer[0..path_length :0], mode, offset, length_requested, past_end, &mapping, &file_size_bytes)) |failure| {
+    const path_z = path_buffer[0..path_length :0];
+    var failed = os.map_open(path_z, mode, offset, length_requested, past_end, &mapping, &file_size_bytes);
+    if (failed != null and failed.?.status == .too_many_open and reap() > 0) {
+        // Out of file descriptors (EMFILE, ENFILE): the reaped maps gave theirs back.
+        failed = os.map_open(path_z, mode, offset, length_requested, past_end, &mapping, &file_size_bytes);
+    }
+    if (failed) |failure| {
         table.unreserve(index);
         result.os_error = failure.os_error;
         return code(failure.status);
@@ -134,7 +145,7 @@ export fn gm_open(
         salvage.init(@intCast(os.page_size()));
         salvage.register(index, mapping.base, mapping.map_length_bytes, mode.writable());
     }
-    result.handle = table.publish(index, mapping);
+    result.handle = table.publish_owned(index, mapping, owner.current());
     result.length_bytes = mapping.length_bytes;
     result.file_size_bytes = file_size_bytes;
     return code(.ok);
@@ -151,6 +162,56 @@ export fn gm_close(handle: u32) i32 {
     os.unmap(&slot.mapping);
     table.finish_close(slot);
     return code(.ok);
+}
+
+/// As gm_close, for a map whose zero-copy view may still be reachable (its buffer was
+/// transferred, or the map was collected while its view lived on): closes the file and frees the
+/// handle, but leaves the address range mapped to zeros (Linux) or to the file (Windows) instead
+/// of unmapping it, so a later access through the view cannot crash the process.
+export fn gm_release(handle: u32) i32 {
+    const slot = table.begin_close(handle) catch |err| return code(switch (err) {
+        error.BadHandle => .bad_handle,
+        error.Busy => .busy,
+    });
+    release_kept(slot);
+    table.finish_close(slot);
+    return code(.ok);
+}
+
+fn release_kept(slot: *handles.Table(os.Mapping).Slot) void {
+    if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
+    os.release_keep_range(&slot.mapping);
+}
+
+fn slot_index(slot: *const handles.Table(os.Mapping).Slot) usize {
+    const index = (@intFromPtr(slot) - @intFromPtr(&table.slots)) / @sizeOf(handles.Table(os.Mapping).Slot);
+    assert(index < handles.slot_count_max);
+    return index;
+}
+
+/// Releases the maps whose opening thread has ended (a terminated Web Worker's): unmapped, or
+/// left as zeros where their address was handed out. Returns how many. gm_open calls it when it
+/// runs out of slots or file descriptors.
+export fn gm_reap() u32 {
+    return reap();
+}
+
+fn reap() u32 {
+    const Reaper = struct {
+        fn is_gone(_: void, owner_of_map: handles.Owner) bool {
+            // The calling thread is alive: no need to ask the kernel.
+            if (owner_of_map.eql(owner.current())) return false;
+            return owner.is_gone(owner_of_map);
+        }
+
+        fn release(_: void, slot: *handles.Table(os.Mapping).Slot) void {
+            // A view may have left the dead isolate (a transferred buffer): never unmap under it.
+            if (slot.address_taken.load(.acquire)) return release_kept(slot);
+            if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
+            os.unmap(&slot.mapping);
+        }
+    };
+    return table.reap({}, Reaper.is_gone, Reaper.release);
 }
 
 /// For a map opened with salvage: how many faults were salvaged and the window offset of the
@@ -171,6 +232,7 @@ export fn gm_salvage_faults(handle: u32, out: ?*align(1) [2]u64) i32 {
 export fn gm_address(handle: u32) ?*anyopaque {
     const lease = table.acquire(handle) catch return null;
     defer lease.release();
+    lease.slot.address_taken.store(true, .release);
     return @ptrFromInt(lease.slot.mapping.window_address());
 }
 
@@ -1017,6 +1079,7 @@ test {
     _ = @import("guard.zig");
     if (builtin.os.tag == .linux) _ = @import("channel_test.zig");
     _ = @import("handles.zig");
+    _ = @import("owner.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
 }

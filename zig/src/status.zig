@@ -45,6 +45,8 @@ pub const Status = enum(i32) {
     worker_gone = 20,
     /// A MapPool worker did not answer within the caller's time limit.
     timed_out = 21,
+    /// Every slot of the process's map table is in use (handles.slot_count_max open maps).
+    map_limit = 30,
     unexpected = 99,
 };
 
