@@ -11,6 +11,7 @@ import { callError } from "./call_error.ts";
 import { asBytes } from "./bytes.ts";
 import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
 import { MODES, openError, resolveOpen } from "./open_options.ts";
+import { noteOpen, noteRelease } from "./gc_nudge.ts";
 
 /**
  * How a file is mapped, as in `numpy.memmap`:
@@ -135,12 +136,14 @@ interface Leaked {
 // anywhere), the library closes the file but leaves the range mapped to zeros instead of
 // unmapping it, so a late access reads zeros and cannot crash.
 const leaked = new FinalizationRegistry<Leaked>(({ handle, view }) => {
-  if (view === undefined) return void native().gm_close(handle);
-  const buffer = view.deref();
+  const buffer = view?.deref();
   if (buffer !== undefined && !buffer.detached) return leakedViews.register(buffer, handle);
-  native().gm_release(handle);
+  noteRelease(true);
+  if (view === undefined) native().gm_close(handle);
+  else native().gm_release(handle);
 });
 const leakedViews = new FinalizationRegistry<number>((handle) => {
+  noteRelease(true);
   native().gm_release(handle);
 });
 
@@ -224,6 +227,7 @@ export class MappedFile implements Disposable {
         (writes === "pwrite" ? OPEN_FLAG_WRITES_TO_FILE : 0),
       out,
     );
+    noteOpen(status === Status.ok);
     const view = new DataView(out.buffer);
     if (status !== Status.ok) {
       throw openError(status, view.getInt32(24, true), filePath, mode, offset, length);
@@ -232,6 +236,7 @@ export class MappedFile implements Disposable {
     const windowLength = view.getBigUint64(8, true);
     if (offset + windowLength > BigInt(Number.MAX_SAFE_INTEGER)) {
       lib.gm_close(handle);
+      noteRelease(false);
       throw new RangeError(
         `the window ends at byte ${offset + windowLength}, past 2^53; map a smaller window`,
       );
@@ -635,6 +640,7 @@ export class MappedFile implements Disposable {
     }
     this.#closed = true;
     leaked.unregister(this);
+    noteRelease(false);
   }
 
   /** Same as `close()`, for `using`. */

@@ -215,3 +215,25 @@ console.log(JSON.stringify(report));`,
     transferred: [0, 0, 0],
   });
 });
+
+Deno.test("100,000 maps dropped by a loop that yields every 1,000 opens never meet the cap", async () => {
+  using dir = scratch();
+  const path = dir.path("data");
+  writePattern(path, 4096);
+  // A child of its own: a fresh heap, as in a program that does this from its start.
+  const result = await runScript(
+    `import { MappedFile } from "GUARDMAP_MOD";
+let failed = 0;
+let first = "";
+for (let i = 0; i < 100_000; i++) {
+  try { MappedFile.open(${
+      JSON.stringify(path)
+    }); } catch (error) { failed++; first ||= String(error); }
+  if (i % 1000 === 999) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+console.log(JSON.stringify({ failed, first }));`,
+    ["--allow-all"],
+  );
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(JSON.parse(result.stdout.trim().split("\n").at(-1)!), { failed: 0, first: "" });
+});
