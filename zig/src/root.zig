@@ -179,8 +179,9 @@ export fn gm_release(handle: u32) i32 {
 }
 
 fn release_kept(slot: *handles.Table(os.Mapping).Slot) void {
-    if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
+    // Zeros first, then out of salvage: a view touching the range in between is still salvaged.
     os.release_keep_range(&slot.mapping);
+    if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
 }
 
 fn slot_index(slot: *const handles.Table(os.Mapping).Slot) usize {
