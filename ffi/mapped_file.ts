@@ -232,7 +232,7 @@ export class MappedFile implements Disposable {
     if (status !== Status.ok) {
       throw openError(status, view.getInt32(24, true), filePath, mode, offset, length);
     }
-    const handle = view.getUint32(0, true);
+    const handle = view.getFloat64(0, true);
     const windowLength = view.getBigUint64(8, true);
     if (offset + windowLength > BigInt(Number.MAX_SAFE_INTEGER)) {
       lib.gm_close(handle);

@@ -1,7 +1,10 @@
 //! The table of open maps, addressed by generation-checked handles.
 //!
-//! The JavaScript side holds a `u32` handle, never a pointer. A handle names a slot and the
-//! generation of that slot when it was opened, so a stale handle (after close) or a forged one
+//! The JavaScript side holds a handle, never a pointer: an f64 carrying an integer below 2^53
+//! (a plain number for Deno's fast FFI calls, no BigInt), the slot's index in its low
+//! `index_bits` and, above them, the generation of that slot when it was opened: 41 bits, so a
+//! slot wraps after 2^41 open/close cycles (at 2 us per cycle, over 50 days of one slot doing
+//! nothing else). A handle names a slot and its generation, so a stale handle (after close) or a forged one
 //! is refused instead of touching unmapped or freed memory. A copy leases its slot for the
 //! duration of the copy; close refuses (`busy`) while a lease is held by another thread, so a
 //! mapping is never unmapped under a running copy.
@@ -14,9 +17,13 @@ const std = @import("std");
 const assert = std.debug.assert;
 
 pub const slot_count_max = 4096;
-const index_bits = 16;
+const index_bits = 12;
+const generation_bits = 41;
+/// A handle's type at the C ABI: an exact integer below 2^53 in an f64.
+pub const Handle = f64;
 comptime {
     assert(slot_count_max <= (1 << index_bits));
+    assert(index_bits + generation_bits == 53); // Every handle is exact in an f64.
 }
 
 /// Slot state: the `open` bit, the `closing` bit and, below them, the number of active leases.
@@ -45,7 +52,7 @@ pub fn Table(comptime Mapping: type) type {
 
         pub const Slot = struct {
             /// Incremented on every close; a handle carries the generation it was opened with.
-            generation: std.atomic.Value(u32) = .init(1),
+            generation: std.atomic.Value(u64) = .init(1),
             state: std.atomic.Value(u32) = .init(0),
             /// Written by `publish`, read by `reap` (both under the mutex).
             owner: Owner = Owner.unknown,
@@ -69,19 +76,32 @@ pub fn Table(comptime Mapping: type) type {
             }
         };
 
-        pub fn handle_of(index: u32, generation: u32) u32 {
+        pub fn handle_of(index: u32, generation: u64) Handle {
             assert(index < slot_count_max);
-            return (generation << index_bits) | index;
+            assert(generation > 0 and generation < (1 << generation_bits));
+            return @floatFromInt((generation << index_bits) | index);
         }
 
-        fn split(handle: u32) struct { index: u32, generation: u32 } {
-            return .{ .index = handle & ((1 << index_bits) - 1), .generation = handle >> index_bits };
+        /// The slot index and generation a handle names; null for anything that is not an exact
+        /// integer in [1, 2^53) or names no slot.
+        fn split(handle: Handle) ?struct { index: u32, generation: u64 } {
+            if (!(handle >= 1 and handle < (1 << 53))) return null; // Also refuses NaN.
+            const integer: u64 = @intFromFloat(handle);
+            if (@as(f64, @floatFromInt(integer)) != handle) return null;
+            const index: u32 = @intCast(integer & ((1 << index_bits) - 1));
+            if (index >= slot_count_max) return null;
+            return .{ .index = index, .generation = integer >> index_bits };
+        }
+
+        /// The slot index a valid-looking handle names (for per-slot side tables).
+        pub fn index_of(handle: Handle) ?u32 {
+            const parts = split(handle) orelse return null;
+            return parts.index;
         }
 
         /// Takes a lease on the open map named by `handle`.
-        pub fn acquire(table: *Self, handle: u32) error{BadHandle}!Lease {
-            const parts = split(handle);
-            if (parts.index >= slot_count_max) return error.BadHandle;
+        pub fn acquire(table: *Self, handle: Handle) error{BadHandle}!Lease {
+            const parts = split(handle) orelse return error.BadHandle;
             const slot = &table.slots[parts.index];
             if (slot.generation.load(.acquire) != parts.generation) return error.BadHandle;
 
@@ -117,12 +137,12 @@ pub fn Table(comptime Mapping: type) type {
         }
 
         /// Makes a reserved slot an open map and returns its handle; `reap` never releases it.
-        pub fn publish(table: *Self, index: u32, mapping: Mapping) u32 {
+        pub fn publish(table: *Self, index: u32, mapping: Mapping) Handle {
             return table.publish_owned(index, mapping, Owner.unknown);
         }
 
         /// Makes a reserved slot an open map owned by `owner` and returns its handle.
-        pub fn publish_owned(table: *Self, index: u32, mapping: Mapping, owner: Owner) u32 {
+        pub fn publish_owned(table: *Self, index: u32, mapping: Mapping, owner: Owner) Handle {
             const slot = &table.slots[index];
             assert(slot.state.load(.acquire) == state_closing);
             slot.mapping = mapping;
@@ -143,9 +163,8 @@ pub fn Table(comptime Mapping: type) type {
 
         /// Marks the map closing if no lease is held and returns its mapping for the caller to
         /// release; `finish_close` then frees the slot.
-        pub fn begin_close(table: *Self, handle: u32) error{ BadHandle, Busy }!*Slot {
-            const parts = split(handle);
-            if (parts.index >= slot_count_max) return error.BadHandle;
+        pub fn begin_close(table: *Self, handle: Handle) error{ BadHandle, Busy }!*Slot {
+            const parts = split(handle) orelse return error.BadHandle;
             table.mutex.lock();
             defer table.mutex.unlock();
             const slot = &table.slots[parts.index];
@@ -202,7 +221,7 @@ pub fn Table(comptime Mapping: type) type {
             assert(slot.state.load(.acquire) == state_open | state_closing);
             var generation = slot.generation.load(.acquire) +% 1;
             // Handles are never 0 and generations stay within the bits a handle has for them.
-            if (generation >= (1 << (32 - index_bits))) generation = 1;
+            if (generation >= (1 << generation_bits)) generation = 1;
             slot.generation.store(generation, .release);
             slot.state.store(0, .release);
         }
@@ -249,6 +268,11 @@ test "handles: forged handles are refused" {
     table.* = .{};
     try testing.expectError(error.BadHandle, table.acquire(0));
     try testing.expectError(error.BadHandle, table.acquire(0xffff_ffff));
+    try testing.expectError(error.BadHandle, table.acquire(1.5));
+    try testing.expectError(error.BadHandle, table.acquire(-1));
+    try testing.expectError(error.BadHandle, table.acquire(std.math.nan(f64)));
+    try testing.expectError(error.BadHandle, table.acquire(std.math.inf(f64)));
+    try testing.expectError(error.BadHandle, table.acquire(1 << 53));
     try testing.expectError(error.BadHandle, table.acquire(T.handle_of(3, 1)));
 }
 
@@ -285,7 +309,7 @@ test "handles: reap releases the maps of an ended owner only, never a leased or 
     const alive: Owner = .{ .thread_id = 8, .start_ticks = 100 };
     // Same thread id, later start: the id was reused by a thread that still runs.
     const reused: Owner = .{ .thread_id = 7, .start_ticks = 200 };
-    var handles_ended: [3]u32 = undefined;
+    var handles_ended: [3]Handle = undefined;
     for (&handles_ended) |*handle| handle.* = table.publish_owned(try table.reserve(), 1, ended);
     const handle_alive = table.publish_owned(try table.reserve(), 2, alive);
     const handle_reused = table.publish_owned(try table.reserve(), 3, reused);
@@ -301,9 +325,47 @@ test "handles: reap releases the maps of an ended owner only, never a leased or 
     lease.release();
     try testing.expectEqual(@as(u32, 1), table.reap(&context, ReapTest.is_gone, ReapTest.release));
     try testing.expectError(error.BadHandle, table.acquire(handles_ended[1]));
-    for ([_]u32{ handle_alive, handle_reused, handle_unknown }) |handle| {
+    for ([_]Handle{ handle_alive, handle_reused, handle_unknown }) |handle| {
         const kept = try table.acquire(handle);
         kept.release();
     }
     try testing.expectEqual(@as(u32, 0), table.reap(&context, ReapTest.is_gone, ReapTest.release));
+}
+
+test "handles: a stale handle is refused through 2^20 + 1 cycles of its slot" {
+    const T = Table(u64);
+    const table = try testing.allocator.create(T);
+    defer testing.allocator.destroy(table);
+    table.* = .{};
+    const stale = table.publish(try table.reserve(), 1);
+    const checkpoints = [_]u64{ 1 << 16, (1 << 16) + 1, 1 << 20, (1 << 20) + 1 };
+    var cycle: u64 = 0;
+    var current = stale;
+    for (checkpoints) |checkpoint| {
+        while (cycle < checkpoint) : (cycle += 1) {
+            table.finish_close(try table.begin_close(current));
+            const index = try table.reserve();
+            try testing.expectEqual(@as(u32, 0), index); // Always the same slot.
+            current = table.publish(index, 2);
+            // Every cycle, not only at the checkpoints: a wrap lands on one exact cycle.
+            try testing.expect(current != stale);
+        }
+        try testing.expectError(error.BadHandle, table.acquire(stale));
+        try testing.expectError(error.BadHandle, table.begin_close(stale));
+        const lease = try table.acquire(current);
+        lease.release();
+    }
+}
+
+test "handles: the generation wraps to 1 after 2^41 cycles, never to 0" {
+    const T = Table(u64);
+    const table = try testing.allocator.create(T);
+    defer testing.allocator.destroy(table);
+    table.* = .{};
+    table.slots[0].generation.store((1 << generation_bits) - 1, .release);
+    const last = table.publish(try table.reserve(), 1);
+    try testing.expectEqual(@as(f64, @floatFromInt(((1 << 53) - 1) & ~@as(u64, (1 << index_bits) - 1))), last);
+    table.finish_close(try table.begin_close(last));
+    const wrapped = table.publish(try table.reserve(), 2);
+    try testing.expectEqual(@as(f64, 1 << index_bits), wrapped);
 }

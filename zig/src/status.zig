@@ -85,8 +85,8 @@ comptime {
 
 /// Written by gm_open on success.
 pub const OpenResult = extern struct {
-    handle: u32,
-    reserved: u32,
+    /// The handle: an integer below 2^53, as the f64 every call takes (handles.zig).
+    handle: f64,
     /// Length of the window in bytes.
     length_bytes: u64,
     /// Size of the file after opening (after sizing, for mode w+).
@@ -97,7 +97,6 @@ pub const OpenResult = extern struct {
 
     pub const zero: OpenResult = .{
         .handle = 0,
-        .reserved = 0,
         .length_bytes = 0,
         .file_size_bytes = 0,
         .os_error = 0,
@@ -107,6 +106,7 @@ pub const OpenResult = extern struct {
 
 comptime {
     assert(@sizeOf(OpenResult) == 32);
+    assert(@offsetOf(OpenResult, "handle") == 0);
     assert(@offsetOf(OpenResult, "length_bytes") == 8);
     assert(@offsetOf(OpenResult, "file_size_bytes") == 16);
     assert(@offsetOf(OpenResult, "os_error") == 24);
