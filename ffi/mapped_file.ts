@@ -11,6 +11,7 @@ import { callError } from "./call_error.ts";
 import { asBytes, checkPosition } from "./bytes.ts";
 import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
 import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
+import { noteOpen, noteRelease } from "./gc_nudge.ts";
 
 /**
  * How a file is mapped, as in `numpy.memmap`:
@@ -130,10 +131,28 @@ const sizeOut = new Uint8Array(8);
 const sizeView = new DataView(sizeOut.buffer);
 const encoder = new TextEncoder();
 
-// A map the program forgot to close is unmapped when it is collected, unless it handed out a
-// zero-copy view: that view may still be reachable, and unmapping under it would crash.
-const leaked = new FinalizationRegistry<number>((handle) => {
-  native().gm_close(handle);
+/** What the finalizer of a map that was never closed needs: its handle and its view, if any. */
+interface Leaked {
+  handle: number;
+  view: WeakRef<ArrayBuffer> | undefined;
+}
+
+// A map the program dropped without close() is released when the garbage collector finds it
+// (between tasks: finalizers never run inside a synchronous loop). Without a zero-copy view it is
+// unmapped. With one, the view may outlive the map: while the view's own buffer is reachable the
+// map waits for it; once the buffer is gone (or was transferred, so a copy of it may live
+// anywhere), the library closes the file but leaves the range mapped to zeros instead of
+// unmapping it, so a late access reads zeros and cannot crash.
+const leaked = new FinalizationRegistry<Leaked>(({ handle, view }) => {
+  const buffer = view?.deref();
+  if (buffer !== undefined && !buffer.detached) return leakedViews.register(buffer, handle);
+  noteRelease(true);
+  if (view === undefined) native().gm_close(handle);
+  else native().gm_release(handle);
+});
+const leakedViews = new FinalizationRegistry<number>((handle) => {
+  noteRelease(true);
+  native().gm_release(handle);
 });
 
 /**
@@ -167,6 +186,7 @@ export class MappedFile implements Disposable {
   #handle: number;
   #closed = false;
   #view: ArrayBuffer | undefined;
+  #leaked: Leaked;
   #salvage = false;
   /** Salvaged faults already reported by a read, write or check. */
   #reportedFaults = 0;
@@ -177,7 +197,8 @@ export class MappedFile implements Disposable {
     this.#handle = handle;
     this.offset = offset;
     this.byteLength = length;
-    leaked.register(this, handle, this);
+    this.#leaked = { handle, view: undefined };
+    leaked.register(this, this.#leaked, this);
   }
 
   /**
@@ -218,14 +239,16 @@ export class MappedFile implements Disposable {
         (writes === "pwrite" ? OPEN_FLAG_WRITES_TO_FILE : 0),
       out,
     );
+    noteOpen(status === Status.ok);
     const view = new DataView(out.buffer);
     if (status !== Status.ok) {
       throw openError(status, openFailure(out), filePath, mode, offset, length);
     }
-    const handle = view.getUint32(0, true);
+    const handle = view.getFloat64(0, true);
     const windowLength = view.getBigUint64(8, true);
     if (offset + windowLength > BigInt(Number.MAX_SAFE_INTEGER)) {
       lib.gm_close(handle);
+      noteRelease(false);
       throw new RangeError(
         `the window ends at byte ${offset + windowLength}, past 2^53; map a smaller window`,
       );
@@ -590,8 +613,8 @@ export class MappedFile implements Disposable {
       const pointer = native().gm_address(this.#handle);
       if (pointer === null) throw new MapClosedError("unsafeView", this.path);
       this.#view = Deno.UnsafePointerView.getArrayBuffer(pointer, this.byteLength);
-      // From now on the view may outlive this object: never unmap behind its back.
-      leaked.unregister(this);
+      // From now on the view may outlive this object: the finalizer must not unmap under it.
+      this.#leaked.view = new WeakRef(this.#view);
     }
     return new Uint8Array(this.#view);
   }
@@ -613,11 +636,16 @@ export class MappedFile implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    // Detach first: every typed array over the view now has length 0, so no JavaScript can
+    const view = this.#view;
+    // A detached view was transferred (structuredClone, postMessage, transfer()): its memory
+    // now belongs to another buffer, perhaps in another isolate, that close cannot reach.
+    const moved = view !== undefined && view.detached;
+    // Otherwise detach it: every typed array over it now has length 0, so no JavaScript can
     // touch the pages after they are unmapped.
-    this.#view?.transfer(0);
+    if (view !== undefined && !moved) view.transfer(0);
     this.#view = undefined;
-    const status = native().gm_close(this.#handle);
+    // A moved view keeps its address range, mapped to zeros: reads give zeros, not a crash.
+    const status = moved ? native().gm_release(this.#handle) : native().gm_close(this.#handle);
     if (status === Status.busy) {
       throw new GuardmapError(
         `cannot close the map of "${this.path}": another thread is copying through it; retry`,
@@ -626,6 +654,7 @@ export class MappedFile implements Disposable {
     }
     this.#closed = true;
     leaked.unregister(this);
+    noteRelease(false);
   }
 
   /** Same as `close()`, for `using`. */

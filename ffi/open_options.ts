@@ -17,6 +17,8 @@ import type { MapMode, OpenOptions } from "./mapped_file.ts";
 /** The library's number for each mode. */
 export const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
 const OFFSET_MAX = 2n ** 63n - 1n;
+/** How many maps a process may have open at once: `slot_count_max` in zig/src/handles.zig. */
+const MAP_LIMIT = 4096;
 
 /** Open options, checked: a string path, a known mode, 64-bit offset and optional length. */
 export interface ResolvedOpen {
@@ -195,7 +197,7 @@ export function openFailure(record: Uint8Array): OpenFailure {
   const view = new DataView(record.buffer, record.byteOffset, 32);
   return {
     osError: view.getInt32(24, true),
-    fileKind: view.getUint32(4, true),
+    fileKind: view.getUint32(28, true),
     limitBytes: view.getBigUint64(8, true),
     availableBytes: view.getBigUint64(16, true),
   };
@@ -292,6 +294,13 @@ export function openError(
       return new RangeError(
         `guardmap: cannot map ${where}: the window reaches past the end of the file; ` +
           `use a smaller length, or mode "w+" to create the file at that size`,
+      );
+    case Status.map_limit:
+      return guardmap(
+        `this process already has ${MAP_LIMIT} maps open, the most guardmap allows at once; ` +
+          "close maps you no longer need (`using` closes them at the end of a scope). A map " +
+          "dropped without close() counts until the garbage collector finds it, which happens " +
+          "only between tasks, not inside a synchronous loop",
       );
     case Status.invalid_argument:
     case Status.overflow:

@@ -44,6 +44,7 @@ export const Status: {
   readonly symlink_loop: 25;
   readonly file_busy: 26;
   readonly not_directory: 27;
+  readonly map_limit: 30;
   readonly unexpected: 99;
 } = {
   ok: 0,
@@ -74,6 +75,7 @@ export const Status: {
   symlink_loop: 25,
   file_busy: 26,
   not_directory: 27,
+  map_limit: 30,
   unexpected: 99,
 };
 
@@ -123,5 +125,6 @@ const ERROR_CODES: Record<number, string> = {
   [Status.symlink_loop]: "ELOOP",
   [Status.file_busy]: "ETXTBSY",
   [Status.not_directory]: "ENOTDIR",
+  [Status.map_limit]: "MAP_LIMIT",
   [Status.unexpected]: "UNEXPECTED",
 };

@@ -591,7 +591,7 @@ class PoolCore {
         },
       );
     }
-    worker.attachChannel(new DataView(out.buffer).getUint32(0, true), this.#options.stagingBytes);
+    worker.attachChannel(new DataView(out.buffer).getFloat64(0, true), this.#options.stagingBytes);
     try {
       worker.spawn(this.#workerArgs(channelPath));
       if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {

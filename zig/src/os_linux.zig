@@ -270,6 +270,21 @@ pub fn unmap(mapping: *const Mapping) void {
     _ = close(mapping.fd);
 }
 
+/// Closes the file but leaves the address range in place as private zero-filled memory of the
+/// same protection, for when a zero-copy view may still point at it (a transferred buffer, a
+/// collected map whose view lives on): an access then reads zeros instead of killing the
+/// process. The range stays reserved until the process ends. If the kernel refuses the
+/// replacement, the file mapping itself stays (never unmapped under a view).
+pub fn release_keep_range(mapping: *const Mapping) void {
+    const map_anonymous: c_int = 0x20;
+    const map_fixed: c_int = 0x10;
+    const map_noreserve: c_int = 0x4000;
+    const protection: c_int = if (mapping.mode == .read) prot_read else prot_read | prot_write;
+    const flags = map_private | map_anonymous | map_fixed | map_noreserve;
+    _ = mmap(@ptrFromInt(mapping.base), mapping.map_length_bytes, protection, flags, -1, 0);
+    _ = close(mapping.fd);
+}
+
 /// The page-aligned address range covering `[position, position + length)` of the window.
 fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
     assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));

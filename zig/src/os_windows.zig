@@ -478,6 +478,15 @@ pub fn unmap(mapping: *const Mapping) void {
     close_handle(mapping.fd);
 }
 
+/// Closes the file and the section but leaves the view mapped, for when a zero-copy view may
+/// still point at it: Windows cannot swap a view for anonymous memory in one step, and a gap
+/// between an unmap and a new allocation could be taken by another thread. The view keeps the
+/// section alive until the process ends.
+pub fn release_keep_range(mapping: *const Mapping) void {
+    close_handle(mapping.section);
+    close_handle(mapping.fd);
+}
+
 /// The page-aligned address range covering `[position, position + length)` of the window.
 fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
     assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
