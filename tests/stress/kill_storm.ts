@@ -2,7 +2,7 @@
  * Stress: a MapPool serves concurrent callers that read and write their own regions of two files
  * (checked byte for byte against a model) and read a region nobody writes, while its workers
  * are killed with real SIGKILLs, some of them while starting, and sometimes stopped with SIGSTOP
- * and continued with SIGCONT; the storm ends with every worker killed every 50 ms for 2.5 s. Checks: no wrong byte; every call resolves or rejects with a
+ * and continued with SIGCONT; the storm ends with every worker process killed every 30 ms for 3 s, also while starting. Checks: no wrong byte; every call resolves or rejects with a
  * GuardmapError (a WorkerCrashedError mostly); the host's event loop keeps running (a 20 ms
  * interval timer never waits longer than LAG_LIMIT_MS, whatever a stopped worker does); once the
  * kills stop the pool serves calls again within RECOVERY_MS (a pool that gave up must let a
@@ -35,11 +35,11 @@ const FILE_SIZE = (CALLERS / 2) * REGION + STATIC;
 const CALL_TIMEOUT_MS = 3000;
 const LAG_LIMIT_MS = 500;
 const RECOVERY_MS = 15_000;
-const BURST_MS = 2500;
+const BURST_MS = 3000;
+const BURST_EVERY_MS = 30;
 
 const args = parseArgs(30);
 const started = performance.now();
-const deadline = started + args.seconds * 1000;
 using tmp = scratchDir("kill");
 const paths = [join(tmp.dir, "a.bin"), join(tmp.dir, "b.bin")];
 const staticByte = (file: number, offset: number) => modelByte(file + 100, 0, offset);
@@ -162,6 +162,10 @@ const faults: Record<string, number> = {};
 const workerPids = new Set<number>();
 async function killer(): Promise<void> {
   let round = 0;
+  // First let the callers get going (bounded by the deadline).
+  while ((counts["read ok"] ?? 0) < 20 && performance.now() < deadline - BURST_MS - 500) {
+    await sleep(20);
+  }
   // Bounded by the deadline; each round sleeps.
   while (performance.now() < deadline - BURST_MS - 500) {
     round++;
@@ -173,9 +177,14 @@ async function killer(): Promise<void> {
     }
     const pid = pids[round % pids.length];
     try {
-      if (round % 10 === 5) {
+      if (round % 6 === 1) {
         Deno.kill(pid, "SIGSTOP");
         bump(faults, "SIGSTOP");
+        // A small read on each file while the worker is stopped (one of them is on it): the
+        // host must keep running its timers meanwhile.
+        for (const file of files) {
+          void call("read while stopped", () => file.read(new Uint8Array(16), 0));
+        }
         await sleep(800 + (round * 37) % 700);
         Deno.kill(pid, "SIGCONT");
         bump(faults, "SIGCONT");
@@ -201,23 +210,53 @@ async function killer(): Promise<void> {
   await burst();
 }
 
-/** The end of the storm: every worker killed every 50 ms for BURST_MS, most while starting. */
+/**
+ * The end of the storm: every BURST_EVERY_MS for BURST_MS, SIGKILL to every child process of
+ * this one (the pool's workers, including those still starting, which `pool.pids` does not list
+ * yet; this process starts no other children).
+ */
 async function burst(): Promise<void> {
   const end = performance.now() + BURST_MS;
   // Bounded by BURST_MS.
   while (performance.now() < end) {
-    for (const pid of pool.pids) {
+    for (const pid of descendants()) {
       workerPids.add(pid);
       try {
         Deno.kill(pid, "SIGKILL");
-        bump(faults, "SIGKILL in the 50 ms burst");
+        bump(faults, "SIGKILL in the burst");
       } catch {
         bump(faults, "signal to a worker already gone");
       }
     }
-    await sleep(50);
+    await sleep(BURST_EVERY_MS);
   }
 }
+
+/**
+ * Before the storm: stop the worker of files[0] with SIGSTOP, continue it from a 1 s timer, and
+ * read 16 bytes from files[0] meanwhile. The timer must fire (so the read succeeds after about
+ * 1 s); a host that waits for the worker without yielding freezes until the call times out.
+ */
+async function freezeProbe(): Promise<void> {
+  const pid = pool.pids[0];
+  Deno.kill(pid, "SIGSTOP");
+  bump(faults, "SIGSTOP");
+  const resume = setTimeout(() => {
+    Deno.kill(pid, "SIGCONT");
+    bump(faults, "SIGCONT");
+  }, 1000);
+  const started = performance.now();
+  await call("read while stopped", () => files[0].read(new Uint8Array(16), 0));
+  probeMs = performance.now() - started;
+  clearTimeout(resume);
+  try {
+    Deno.kill(pid, "SIGCONT");
+  } catch { /* killed for not answering */ }
+}
+let probeMs = 0;
+await freezeProbe();
+// The storm's own time budget starts after the probe.
+const deadline = performance.now() + args.seconds * 1000;
 
 await Promise.all([killer(), ...Array.from({ length: CALLERS }, (_, index) => caller(index))]);
 const stormLagMs = maxLagMs;
@@ -266,7 +305,9 @@ finish({
   faults: `${formatCounts(faults)}; ${restarts} restarts`,
   checked:
     `wrong bytes, untyped rejections, event-loop freeze (max ${Math.round(stormLagMs)} ms, ` +
-    `limit ${LAG_LIMIT_MS}), recovery after the storm (${
+    `limit ${LAG_LIMIT_MS}; a read from a stopped worker took ${
+      Math.round(probeMs)
+    } ms), recovery after the storm (${
       recoveredMs === undefined ? "none" : `${Math.round(recoveredMs)} ms`
     }), ` +
     `${leftChildren.length} processes and ${leftShm.length} /dev/shm files left`,
