@@ -14,7 +14,8 @@
  */
 import { join } from "node:path";
 import { GuardmapError } from "../../mod.ts";
-import { type BadCase, CASES, closePools, FILE_BYTES, fileByte, NAMED_ROWS } from "./_bad_cases.ts";
+import { CASES, NAMED_ROWS } from "./_bad_cases.ts";
+import { type BadCase, closePools, FILE_BYTES, fileByte } from "./_bad_rows.ts";
 import { finish, log } from "./_common.ts";
 
 /** What a row's process prints as its last line. */
