@@ -86,7 +86,7 @@ async function main(): Promise<never> {
       `not naming the argument`,
     detail: failed.length === 0
       ? "every row typed and named"
-      : `failed: ${failed.map((verdict) => verdict.row.id).join(", ")}`,
+      : `failed rows: ${failed.map((verdict) => verdict.row.id).join(", ")}`,
   });
 }
 
