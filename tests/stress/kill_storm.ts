@@ -1,12 +1,15 @@
 /**
  * Stress: a MapPool serves concurrent callers that read and write their own regions of two files
- * (checked byte for byte against a model) and read a region nobody writes, while its workers
- * are killed with real SIGKILLs, some of them while starting, and sometimes stopped with SIGSTOP
- * and continued with SIGCONT; the storm ends with every worker process killed every 30 ms for 3 s, also while starting. Checks: no wrong byte; every call resolves or rejects with a
+ * (checked byte for byte against a model) and read a region nobody writes, while its workers are
+ * killed with real SIGKILLs, some of them while starting, and sometimes stopped with SIGSTOP and
+ * continued with SIGCONT; the storm ends with every worker process killed every 30 ms for 3 s,
+ * also while starting. Before the storm, a probe reads from a worker stopped with SIGSTOP that a
+ * timer continues after 1 s. Checks: no wrong byte; every call resolves or rejects with a
  * GuardmapError (a WorkerCrashedError mostly); the host's event loop keeps running (a 20 ms
  * interval timer never waits longer than LAG_LIMIT_MS, whatever a stopped worker does); once the
- * kills stop the pool serves calls again within RECOVERY_MS (a pool that gave up must let a
- * start be tried again); after close() no worker process or /dev/shm file is left.
+ * kills stop the pool serves calls again within RECOVERY_MS (a pool that gave up must let a start
+ * be tried again); after close() no worker process or /dev/shm file is left. The storm itself
+ * lasts `--seconds` (at least 5 makes sense: the burst takes 3) after the probe.
  *
  *   deno run -A tests/stress/kill_storm.ts [--seconds N] [--json]
  *
