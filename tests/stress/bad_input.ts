@@ -8,7 +8,8 @@
  *   deno run -A tests/stress/bad_input.ts [--seconds N] [--json] [--case ID]
  *
  * `--seconds` is accepted for the runners' sake; every row always runs (each bounded by its own
- * timeout), two at a time. `--case ID` runs one row in this process and prints its outcome.
+ * timeout), two at a time. `--case ID [--dir DIR]` runs one row in this process, in scratch
+ * directory DIR (else in a new one it leaves behind), and prints its outcome.
  *
  * @module
  */
@@ -42,7 +43,11 @@ interface Verdict {
 
 const caseIndex = Deno.args.indexOf("--case");
 if (caseIndex >= 0) {
-  console.log(JSON.stringify(await runCase(Deno.args[caseIndex + 1])));
+  const dirIndex = Deno.args.indexOf("--dir");
+  const dir = dirIndex >= 0
+    ? Deno.args[dirIndex + 1]
+    : Deno.makeTempDirSync({ prefix: "guardmap-bad-" });
+  console.log(JSON.stringify(await runCase(Deno.args[caseIndex + 1], dir)));
   Deno.exit(0);
 }
 await main();
@@ -94,8 +99,10 @@ async function main(): Promise<never> {
 async function judge(row: BadCase): Promise<Verdict> {
   const started = performance.now();
   const timeoutMs = row.timeoutMs ?? 8000;
+  // The scratch directory belongs to this process, so that a row killed for hanging leaves none.
+  const dir = Deno.makeTempDirSync({ prefix: "guardmap-bad-" });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--case", row.id],
+    args: ["run", "-A", new URL(import.meta.url).pathname, "--case", row.id, "--dir", dir],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -106,6 +113,7 @@ async function judge(row: BadCase): Promise<Verdict> {
   }, timeoutMs);
   const output = await child.output();
   clearTimeout(timer);
+  Deno.removeSync(dir, { recursive: true });
   const milliseconds = Math.round(performance.now() - started);
   const verdict = (ok: boolean, why: string) => ({ row, ok, why, milliseconds });
   if (timedOut) return verdict(false, `hung: no answer in ${timeoutMs} ms (killed)`);
@@ -145,10 +153,9 @@ function expectation(row: BadCase, outcome: Outcome): [boolean, string] {
 }
 
 /** The row's process: runs the call and describes what happened. */
-async function runCase(id: string): Promise<Outcome> {
+async function runCase(id: string, dir: string): Promise<Outcome> {
   const row = CASES.find((candidate) => candidate.id === id);
   if (row === undefined) throw new Error(`no row ${id}`);
-  const dir = Deno.makeTempDirSync({ prefix: "guardmap-bad-" });
   const file = join(dir, "data.bin");
   const bytes = new Uint8Array(FILE_BYTES);
   for (let i = 0; i < FILE_BYTES; i++) bytes[i] = fileByte(i);
@@ -169,7 +176,6 @@ async function runCase(id: string): Promise<Outcome> {
     };
   } finally {
     await closePools();
-    Deno.removeSync(dir, { recursive: true });
   }
 }
 
