@@ -103,6 +103,22 @@ Deno.test("the maps of a terminated Web Worker are released", async () => {
   assertReleased(path);
 });
 
+Deno.test("a terminated Web Worker's maps go away by themselves, with no later open", async () => {
+  using dir = scratch();
+  const path = dir.path("data");
+  writePattern(path, 4096);
+  const [worker] = await workerSays(OPEN_IN_WORKER, { path, count: 100 });
+  assert.equal(descriptorsOf(path), 100);
+  worker.terminate();
+  // Nothing here calls gm_reap or opens a map: the library's reaper thread (zig/src/reaper.zig,
+  // every 500 ms) must release them. The bound leaves room for a loaded machine.
+  const deadline = Date.now() + 10_000;
+  while (descriptorsOf(path) > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assertReleased(path);
+});
+
 Deno.test("an open that finds every slot taken by ended workers' maps succeeds", async () => {
   using dir = scratch();
   const path = dir.path("data");

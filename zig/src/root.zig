@@ -17,6 +17,7 @@ const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
 const handles = @import("handles.zig");
 const owner = @import("owner.zig");
+const reaper = @import("reaper.zig");
 const guard = @import("guard.zig");
 const channel_zig = @import("channel.zig");
 const salvage = if (builtin.os.tag == .linux) @import("salvage.zig") else struct {
@@ -150,7 +151,9 @@ export fn gm_open(
         salvage.init(@intCast(os.page_size()));
         salvage.register(index, mapping.base, mapping.map_length_bytes, mode.writable());
     }
-    result.handle = table.publish_owned(index, mapping, owner.current());
+    const opener = owner.current();
+    result.handle = table.publish_owned(index, mapping, opener);
+    reaper.start_for(opener.thread_id, &reap);
     result.length_bytes = mapping.length_bytes;
     result.file_size_bytes = file_size_bytes;
     return code(.ok);
@@ -1086,6 +1089,7 @@ test {
     if (builtin.os.tag == .linux) _ = @import("channel_test.zig");
     _ = @import("handles.zig");
     _ = @import("owner.zig");
+    _ = @import("reaper.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
     if (builtin.os.tag == .linux) _ = @import("signal_mask_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
