@@ -129,6 +129,8 @@ export interface LibraryInfo {
   repaired: string[];
   /** Why a memory file was used instead of the cache. */
   note?: string;
+  /** Whether this process decoded the embedded copy (a cache miss, a repair, a memory file). */
+  decoded?: boolean;
 }
 
 let loaded: Native | undefined;
@@ -316,8 +318,22 @@ function candidates(attempts: string[]): LibraryInfo[] {
     found.push({ path: fromEnv, source: "GUARDMAP_LIB", repaired: [] });
   }
   const local = localBuildPath();
-  if (local !== undefined) found.push({ path: local, source: "local build", repaired: [] });
+  if (local !== undefined && mayExist(local)) {
+    found.push({ path: local, source: "local build", repaired: [] });
+  } else if (local !== undefined) {
+    attempts.push(`no local build at ${local}`);
+  }
   return found;
+}
+
+/** False only when the file surely does not exist (no dlopen, whose permission may be narrow). */
+function mayExist(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
 }
 
 function localBuildPath(): string | undefined {
@@ -359,7 +375,14 @@ function openPrebuilt(
   try {
     const path = memoryFilePath(decodePrebuilt(prebuilt), cachedFileName(prebuilt));
     const library = tryOpen(path, attempts);
-    const info: LibraryInfo = { path, source: "memory file", sha256, repaired: [], note: problem };
+    const info: LibraryInfo = {
+      path,
+      source: "memory file",
+      sha256,
+      repaired: [],
+      note: problem,
+      decoded: true,
+    };
     if (library !== undefined) return { library, info };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

@@ -38,6 +38,8 @@ export interface CachedLibrary {
   path: string;
   /** Corrupt or replaced files found, moved aside and rewritten. */
   repaired: string[];
+  /** Whether this process decoded the embedded copy (to write the file). */
+  decoded: boolean;
 }
 
 function grantedEnv(name: string): string | undefined {
@@ -204,7 +206,7 @@ export function cachedLibrary(prebuilt: Prebuilt, directory = cacheDirectory()):
   let bytes: Uint8Array | undefined;
   for (let round = 0; round < ROUNDS_MAX; round++) {
     const state = verifyFile(path, prebuilt.sha256);
-    if (state === "ok") return { path, repaired };
+    if (state === "ok") return { path, repaired, decoded: bytes !== undefined };
     if (state !== "missing") {
       repaired.push(`${path} did not verify (${state}); it was replaced and not loaded`);
       try {

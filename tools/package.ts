@@ -48,6 +48,7 @@ export function writePrebuiltModule(
   target: string,
   libraryPath: string,
   outDir: string = PREBUILT_DIR,
+  fileName: string = basename(libraryPath),
 ): PackagedLibrary {
   const library = Deno.readFileSync(libraryPath);
   const sha256 = createHash("sha256").update(library).digest("hex");
@@ -60,7 +61,7 @@ export function writePrebuiltModule(
     `/** libguardmap for ${target}, stripped, gzip-compressed and base64-encoded. */`,
     `export const prebuilt: Prebuilt = {`,
     `  target: ${JSON.stringify(target)},`,
-    `  fileName: ${JSON.stringify(basename(libraryPath))},`,
+    `  fileName: ${JSON.stringify(fileName)},`,
     `  byteLength: ${library.byteLength},`,
     `  sha256: ${JSON.stringify(sha256)},`,
     `  gzipBase64:`,
@@ -79,6 +80,33 @@ export function writePrebuiltModule(
     moduleBytes: new TextEncoder().encode(text).byteLength,
     sha256,
   };
+}
+
+/**
+ * Copies the module tree a JSR user gets (mod.ts, ffi/, workers/; no zig/zig-out, no
+ * ffi/prebuilt/) into `dir` and packages `libraryPath` as this platform's prebuilt library there.
+ * The tests and bench/load_bench.ts load guardmap from such a copy: the loader then takes the
+ * same path as for a user who imported the package (GUARDMAP_LIB unset, no local build).
+ */
+export function packagedCopy(dir: string, libraryPath: string): PackagedLibrary {
+  const root = fileURLToPath(new URL("../", import.meta.url));
+  Deno.mkdirSync(join(dir, "ffi"), { recursive: true });
+  Deno.mkdirSync(join(dir, "workers"), { recursive: true });
+  Deno.copyFileSync(join(root, "mod.ts"), join(dir, "mod.ts"));
+  for (const folder of ["ffi", "workers"]) {
+    for (const entry of Deno.readDirSync(join(root, folder))) {
+      if (!entry.isFile || !entry.name.endsWith(".ts")) continue;
+      Deno.copyFileSync(join(root, folder, entry.name), join(dir, folder, entry.name));
+    }
+  }
+  const os = Deno.build.os === "darwin" ? "macos" : Deno.build.os;
+  const target = `${Deno.build.arch}-${os}-gnu`;
+  const fileName = os === "windows"
+    ? "guardmap.dll"
+    : os === "macos"
+    ? "libguardmap.dylib"
+    : "libguardmap.so";
+  return writePrebuiltModule(target, libraryPath, join(dir, "ffi", "prebuilt"), fileName);
 }
 
 function main(args: string[]): void {
