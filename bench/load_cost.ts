@@ -14,7 +14,8 @@
 // The medians of all runs are printed as a table.
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { cachedFileName } from "../ffi/library_cache.ts";
+import { cachedFileName, cachedLibrary, verifyFile } from "../ffi/library_cache.ts";
+import { decodePrebuilt, type Prebuilt } from "../ffi/library_prebuilt.ts";
 import { packagedCopy } from "../tools/package.ts";
 
 interface ChildReport {
@@ -72,6 +73,28 @@ function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** The parts of a load, in this process (warmed up, so a lower bound for a fresh process). */
+function phases(prebuilt: Prebuilt, dir: string, runs: number): void {
+  const decode: number[] = [];
+  const cold: number[] = [];
+  const verify: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    let started = performance.now();
+    decodePrebuilt(prebuilt);
+    decode.push(performance.now() - started);
+    started = performance.now();
+    const { path } = cachedLibrary(prebuilt, join(dir, `${run}`));
+    cold.push(performance.now() - started);
+    started = performance.now();
+    if (verifyFile(path, prebuilt.sha256) !== "ok") throw new Error(`${path} did not verify`);
+    verify.push(performance.now() - started);
+  }
+  console.log(
+    `in-process medians: decode ${median(decode).toFixed(2)} ms; decode+write+fsync+link+verify ` +
+      `into an empty cache ${median(cold).toFixed(2)} ms; verify ${median(verify).toFixed(2)} ms`,
+  );
 }
 
 async function main(runs: number): Promise<void> {
@@ -138,6 +161,11 @@ async function main(runs: number): Promise<void> {
           `${median(whole.map((r) => r.firstOpenMs)).toFixed(2)} |`,
       );
     }
+    phases(
+      (await import(pathToFileURL(packaged.modulePath).href)).prebuilt,
+      join(dir, "phases"),
+      runs,
+    );
     const load = (name: string) => median(byName.get(name)!.map((r) => r.loadMs));
     const open = (name: string) =>
       median(byName.get(`${name}, first open`)!.map((r) => r.firstOpenMs));
