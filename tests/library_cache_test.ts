@@ -235,6 +235,13 @@ Deno.test({
     assert.equal(web.source, "cache");
     assert.equal(web.path, host.path);
     assert.equal(web.decoded, false, "the Web Worker decoded the embedded library again");
+
+    // The cached file replaced after the host loaded it: a worker checks it and refuses it.
+    const tampered = await probe(setup, { args: ["--tamper", "--pool"] });
+    assertLoaded(tampered, "host, tampered cache");
+    assert.notEqual(tampered.report.poolInfo.source, "GUARDMAP_LIB", "a worker loaded it");
+    assert.equal(tampered.report.poolInfo.source, "memory file");
+    assert.deepEqual(tampered.report.poolBytes, [...pattern(0, 4)]);
   },
 });
 

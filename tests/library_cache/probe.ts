@@ -2,14 +2,15 @@
  * A process that loads guardmap from a packaged copy (tools/package.ts: packagedCopy) the way a
  * JSR user's program does, for tests/library_cache_test.ts and bench/load_bench.ts:
  *
- *   deno run FLAGS probe.ts PACKAGE_DIR DATA_FILE [--go FILE --ready FILE] [--maps] [--pool]
+ *   deno run FLAGS probe.ts PACKAGE_DIR DATA_FILE [--go FILE --ready FILE] [--maps] [--tamper] [--pool]
  *     [--web-worker]
  *
  * It maps DATA_FILE and reads its first 4 bytes, then prints one JSON line: the library's
  * `libraryInfo()`, the bytes read, the time the first `MappedFile.open` took, and with --pool or
  * --web-worker what a MapPool worker process or a Web Worker reported about its own load.
  * With --go it first creates --ready and waits until --go exists (to start many loads at once).
- * --maps adds this process's /proc/self/maps lines. --pool and --web-worker need `info_kernel.ts` and `info_web_worker.ts` in PACKAGE_DIR (the test
+ * --maps adds this process's /proc/self/maps lines. --tamper replaces the cached file (appending
+ * bytes) after this process loaded it, before --pool starts workers. --pool and --web-worker need `info_kernel.ts` and `info_web_worker.ts` in PACKAGE_DIR (the test
  * writes them).
  *
  * @module
@@ -57,6 +58,14 @@ const report: Record<string, unknown> = {
 if (rest.includes("--maps")) {
   // What this process has mapped (needs --allow-all in Deno 2.9).
   report.maps = Deno.readTextFileSync("/proc/self/maps").split("\n");
+}
+
+if (rest.includes("--tamper")) {
+  // Another actor replaces the cached file after this process loaded it: the workers started
+  // below must not load it.
+  const path: string = report.info.path;
+  Deno.writeFileSync(`${path}.tampered`, new Uint8Array([...Deno.readFileSync(path), 1, 2, 3]));
+  Deno.renameSync(`${path}.tampered`, path);
 }
 
 if (rest.includes("--pool")) {
