@@ -92,89 +92,93 @@ function phases(prebuilt: Prebuilt, dir: string, runs: number): void {
     verify.push(performance.now() - started);
   }
   console.log(
-    `in-process medians: decode ${median(decode).toFixed(2)} ms; decode+write+fsync+link+verify ` +
+    `in-process medians: decode ${median(decode).toFixed(2)} ms; decode+write+link+verify ` +
       `into an empty cache ${median(cold).toFixed(2)} ms; verify ${median(verify).toFixed(2)} ms`,
   );
+}
+
+/** A packaged copy in `dir`: the stripped module of `tools/dev package` if there is one. */
+async function prepare(
+  dir: string,
+): Promise<{ packageDir: string; prebuilt: Prebuilt; what: string }> {
+  const { native, libraryPath } = await import("../ffi/library.ts");
+  native();
+  const packageDir = join(dir, "package");
+  const packaged = packagedCopy(packageDir, libraryPath()!);
+  const module = packaged.modulePath.split("/").at(-1)!;
+  let what = `this checkout's build (${packaged.libraryBytes} B, not stripped)`;
+  try {
+    const generated = new URL(`../ffi/prebuilt/${module}`, import.meta.url);
+    Deno.copyFileSync(fileURLToPath(generated), packaged.modulePath);
+    what = "the module of `tools/dev package` (stripped)";
+  } catch {
+    // No `tools/dev package` output: the checkout's own build is packaged instead.
+  }
+  const prebuilt = (await import(pathToFileURL(packaged.modulePath).href)).prebuilt;
+  return { packageDir, prebuilt, what };
+}
+
+/** Runs the children, cold, warm and plain in turn in each run; reports by name. */
+async function measure(
+  dir: string,
+  packageDir: string,
+  prebuilt: Prebuilt,
+  runs: number,
+): Promise<Map<string, ChildReport[]>> {
+  const dataFile = join(dir, "data.bin");
+  Deno.writeFileSync(dataFile, new Uint8Array(4096));
+  const warmCache = join(dir, "warm");
+  const reports = new Map<string, ChildReport[]>();
+  const add = (name: string, report: ChildReport) =>
+    reports.set(name, [...reports.get(name) ?? [], report]);
+  // Fill the warm cache once, outside the measurements.
+  await runChild(packageDir, dataFile, "split", { GUARDMAP_CACHE: warmCache });
+  for (let run = 0; run < runs; run++) {
+    for (const mode of ["split", "whole"]) {
+      const suffix = mode === "split" ? "" : ", first open";
+      const cold = join(dir, `cold-${run}-${mode}`);
+      add(`cold${suffix}`, await runChild(packageDir, dataFile, mode, { GUARDMAP_CACHE: cold }));
+      add(
+        `warm${suffix}`,
+        await runChild(packageDir, dataFile, mode, { GUARDMAP_CACHE: warmCache }),
+      );
+      const cached = join(cold, cachedFileName(prebuilt));
+      add(`plain${suffix}`, await runChild(packageDir, dataFile, mode, { GUARDMAP_LIB: cached }));
+    }
+  }
+  return reports;
+}
+
+function printTable(reports: Map<string, ChildReport[]>): void {
+  console.log("| load | source | decoded | native() | first open after it | first open |");
+  console.log("| --- | --- | --- | --- | --- | --- |");
+  const load = (name: string) => median(reports.get(name)!.map((r) => r.loadMs));
+  const open = (name: string) =>
+    median(reports.get(`${name}, first open`)!.map((r) => r.firstOpenMs));
+  for (const name of ["cold", "warm", "plain"]) {
+    const split = reports.get(name)!;
+    const decoded = split.filter((report) => report.decoded).length;
+    console.log(
+      `| ${name} | ${split[0].source} | ${decoded}/${split.length} | ${load(name).toFixed(2)} | ` +
+        `${median(split.map((r) => r.openAfterLoadMs)).toFixed(2)} | ${open(name).toFixed(2)} |`,
+    );
+  }
+  for (const name of ["cold", "warm"]) {
+    console.log(
+      `${name} adds to a plain dlopen: ${(load(name) - load("plain")).toFixed(2)} ms to ` +
+        `native(), ${(open(name) - open("plain")).toFixed(2)} ms to the first MappedFile.open`,
+    );
+  }
 }
 
 async function main(runs: number): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "guardmap-load-" });
   try {
-    const { native, libraryPath } = await import("../ffi/library.ts");
-    native();
-    const packageDir = join(dir, "package");
-    const packaged = packagedCopy(packageDir, libraryPath()!);
-    const generated = new URL("../ffi/prebuilt/", import.meta.url);
-    const module = packaged.modulePath.split("/").at(-1)!;
-    let what = `this checkout's build (${packaged.libraryBytes} B, not stripped)`;
-    try {
-      Deno.copyFileSync(fileURLToPath(new URL(module, generated)), packaged.modulePath);
-      what = "the module of `tools/dev package` (stripped)";
-    } catch {
-      // No `tools/dev package` output: the checkout's own build is packaged instead.
-    }
-    const dataFile = join(dir, "data.bin");
-    Deno.writeFileSync(dataFile, new Uint8Array(4096));
-    const warmCache = join(dir, "warm");
-    const rows: [string, ChildReport[]][] = [];
-    for (const name of ["cold", "warm", "plain"]) {
-      rows.push([name, []]);
-      rows.push([`${name}, first open`, []]);
-    }
-    const byName = new Map(rows);
-    // Fill the warm cache once, outside the measurements.
-    await runChild(packageDir, dataFile, "split", { GUARDMAP_CACHE: warmCache });
-    for (let run = 0; run < runs; run++) {
-      for (const mode of ["split", "whole"]) {
-        const suffix = mode === "split" ? "" : ", first open";
-        const cold = join(dir, `cold-${run}-${mode}`);
-        byName.get(`cold${suffix}`)!.push(
-          await runChild(packageDir, dataFile, mode, { GUARDMAP_CACHE: cold }),
-        );
-        byName.get(`warm${suffix}`)!.push(
-          await runChild(packageDir, dataFile, mode, { GUARDMAP_CACHE: warmCache }),
-        );
-        const cached = join(
-          cold,
-          cachedFileName(
-            (await import(
-              pathToFileURL(packaged.modulePath).href
-            )).prebuilt,
-          ),
-        );
-        byName.get(`plain${suffix}`)!.push(
-          await runChild(packageDir, dataFile, mode, { GUARDMAP_LIB: cached }),
-        );
-      }
-    }
+    const { packageDir, prebuilt, what } = await prepare(dir);
+    const reports = await measure(dir, packageDir, prebuilt, runs);
     console.log(`packaged: ${what}; ${runs} runs each, medians in ms`);
-    console.log("| load | source | decoded | native() | first open after it | first open |");
-    console.log("| --- | --- | --- | --- | --- | --- |");
-    for (const [name, reports] of rows) {
-      if (name.endsWith("first open")) continue;
-      const whole = byName.get(`${name}, first open`)!;
-      const decoded = reports.filter((report) => report.decoded).length;
-      console.log(
-        `| ${name} | ${reports[0].source} | ${decoded}/${reports.length} | ` +
-          `${median(reports.map((r) => r.loadMs)).toFixed(2)} | ` +
-          `${median(reports.map((r) => r.openAfterLoadMs)).toFixed(2)} | ` +
-          `${median(whole.map((r) => r.firstOpenMs)).toFixed(2)} |`,
-      );
-    }
-    phases(
-      (await import(pathToFileURL(packaged.modulePath).href)).prebuilt,
-      join(dir, "phases"),
-      runs,
-    );
-    const load = (name: string) => median(byName.get(name)!.map((r) => r.loadMs));
-    const open = (name: string) =>
-      median(byName.get(`${name}, first open`)!.map((r) => r.firstOpenMs));
-    for (const name of ["cold", "warm"]) {
-      console.log(
-        `${name} adds to a plain dlopen: ${(load(name) - load("plain")).toFixed(2)} ms to ` +
-          `native(), ${(open(name) - open("plain")).toFixed(2)} ms to the first MappedFile.open`,
-      );
-    }
+    printTable(reports);
+    phases(prebuilt, join(dir, "phases"), runs);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -365,7 +365,11 @@ function openPrebuilt(
     if (library !== undefined) return { library, info };
     problem = `${cached.path} verified but did not load`;
   } catch (error) {
-    if (!(error instanceof CacheUnavailable)) throw error;
+    if (!(error instanceof CacheUnavailable)) {
+      // A damaged embedded module, say: the error says what to do; nothing else to try here.
+      attempts.push(error instanceof Error ? error.message : String(error));
+      return undefined;
+    }
     problem = error.message;
   }
   if (Deno.build.os !== "linux") {

@@ -139,8 +139,8 @@ function uniqueSuffix(): string {
 }
 
 /**
- * Writes `bytes` to a temporary file in `path`'s directory, flushes it to disk, and links it to
- * `path` unless `path` exists. Returns false when another process got there first.
+ * Writes `bytes` to a temporary file in `path`'s directory and links it to `path` unless `path`
+ * exists. Returns false when another process got there first.
  */
 function writeOnce(path: string, bytes: Uint8Array): boolean {
   const temporary = `${path}.${uniqueSuffix()}.tmp`;
@@ -149,8 +149,8 @@ function writeOnce(path: string, bytes: Uint8Array): boolean {
     let written = 0;
     // Bounded: each write makes progress or throws.
     while (written < bytes.byteLength) written += file.writeSync(bytes.subarray(written));
-    // On disk before it has its name: a crash never leaves a short file under the final name.
-    file.syncSync();
+    // No fsync: after a crash the file may be short or empty under its final name, but every
+    // load verifies it first and rewrites it then. (fsync was most of a first load's cost.)
   } finally {
     file.close();
   }
