@@ -310,10 +310,11 @@ function candidates(attempts: string[]): LibraryInfo[] {
     } catch (error) {
       state = error instanceof Error ? error.message : String(error);
     }
-    if (state === "ok") found.push({ path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] });
-    else {attempts.push(
-        `GUARDMAP_LIB=${fromEnv} did not verify against GUARDMAP_LIB_SHA256: ${state}`,
-      );}
+    if (state === "ok") {
+      found.push({ path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] });
+    } else {
+      attempts.push(`GUARDMAP_LIB=${fromEnv} did not verify against GUARDMAP_LIB_SHA256: ${state}`);
+    }
   } else if (fromEnv !== undefined) {
     found.push({ path: fromEnv, source: "GUARDMAP_LIB", repaired: [] });
   }
