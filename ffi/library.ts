@@ -189,9 +189,11 @@ export function libraryPath(): string | undefined {
  *
  * @example
  * ```ts
- * import { libraryInfo, native } from "./library.ts";
- * native();
- * console.log(libraryInfo()?.source); // "local build" in a checkout
+ * import { libraryInfo, MappedFile } from "../mod.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array(16));
+ * MappedFile.open(path).close(); // loads the library
+ * console.log(libraryInfo()?.source); // "local build" in a checkout, "cache" from JSR
  * ```
  */
 export function libraryInfo(): LibraryInfo | undefined {
