@@ -132,8 +132,9 @@ function checkFile(path: string, sha256: string): { state: string; inode: number
     return { state: `it cannot be opened (${message})`, inode: null };
   }
   try {
-    const inode = file.statSync().ino;
-    const bytes = readToEnd(file);
+    const stat = file.statSync();
+    const inode = stat.ino;
+    const bytes = readToEnd(file, stat.size);
     const actual = sha256Hex(bytes);
     if (actual === sha256) return { state: "ok", inode };
     const state = `its ${bytes.byteLength} bytes have SHA-256 ${actual}, not ${sha256}`;
@@ -147,24 +148,17 @@ function checkFile(path: string, sha256: string): { state: string; inode: number
 }
 
 /** The file's bytes, through the descriptor already open (the inode that was checked). */
-function readToEnd(file: Deno.FsFile): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  // Bounded by the file's size: each round reads at least one byte or ends.
-  for (;;) {
-    const chunk = new Uint8Array(1 << 20);
-    const count = file.readSync(chunk);
+function readToEnd(file: Deno.FsFile, sizeBytes: number): Uint8Array {
+  // One more byte than the size says: a file that grew meanwhile does not verify.
+  const bytes = new Uint8Array(sizeBytes + 1);
+  let filled = 0;
+  // Bounded: each round reads at least one byte, into a buffer of fixed size, or ends.
+  while (filled < bytes.byteLength) {
+    const count = file.readSync(bytes.subarray(filled));
     if (count === null || count === 0) break;
-    chunks.push(chunk.subarray(0, count));
-    total += count;
+    filled += count;
   }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return bytes.subarray(0, filled);
 }
 
 /** A name no other process or thread uses: pid, time and randomness. */
