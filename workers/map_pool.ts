@@ -7,12 +7,12 @@
  */
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
-import { libraryPath, native } from "../ffi/library.ts";
+import { native, workerLibrary } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
-import { asBytes } from "../ffi/bytes.ts";
+import { asBytes, checkPosition } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
   Advice,
@@ -247,7 +247,7 @@ class PoolCore {
    * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
    */
   async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
-    if (options.salvage === true) {
+    if (options?.salvage === true) {
       throw new TypeError(
         "salvage is for in-process maps (MappedFile.open); a MapPool worker that meets a lost " +
           "page dies and is restarted instead",
@@ -328,7 +328,7 @@ class PoolCore {
     if (status !== Status.ok) {
       throw openError(
         status,
-        answer.osError,
+        answer.failure ?? answer.osError,
         resolved.path,
         resolved.mode,
         resolved.offset,
@@ -591,7 +591,7 @@ class PoolCore {
         },
       );
     }
-    worker.attachChannel(new DataView(out.buffer).getUint32(0, true), this.#options.stagingBytes);
+    worker.attachChannel(new DataView(out.buffer).getFloat64(0, true), this.#options.stagingBytes);
     try {
       worker.spawn(this.#workerArgs(channelPath));
       if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {
@@ -630,6 +630,8 @@ class PoolCore {
     const root = new URL("..", import.meta.url);
     const read = [
       ...(root.protocol === "file:" ? [fileURLToPath(root)] : []),
+      // The cached library, which the worker verifies before loading it.
+      ...workerLibrary().read,
       ...this.#options.read,
     ];
     const args = [
@@ -637,7 +639,7 @@ class PoolCore {
       "--quiet",
       "--no-prompt",
       "--allow-ffi",
-      `--allow-env=GUARDMAP_LIB`,
+      `--allow-env=GUARDMAP_LIB,GUARDMAP_LIB_SHA256`,
     ];
     if (read.length > 0) args.push(`--allow-read=${read.join(",")}`);
     if (this.#options.write.length > 0) args.push(`--allow-write=${this.#options.write.join(",")}`);
@@ -809,7 +811,8 @@ class Life {
     const child = new Deno.Command(Deno.execPath(), {
       args,
       // NO_COLOR: the stderr tail goes into error messages, without escape codes.
-      env: { GUARDMAP_LIB: libraryPath()!, NO_COLOR: "1" },
+      // The host's library, verified and loaded as it is (./ffi/library.ts: workerLibrary).
+      env: { ...workerLibrary().env, NO_COLOR: "1" },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -899,7 +902,7 @@ class PoolFileImpl implements PoolFile {
     length: number,
   ): Promise<number> {
     this.#usable("read");
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "readMany");
     const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
     if (length > this.#pool.stagingBytes / 2) {
       throw new RangeError(
@@ -912,7 +915,8 @@ class PoolFileImpl implements PoolFile {
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
     this.#usable(kind);
-    const bytes = asBytes(view);
+    const bytes = asBytes(view, kind);
+    checkPosition(position, kind);
     return await this.#pool.transfer(this, kind, bytes, position);
   }
 
