@@ -48,8 +48,8 @@ step "zig fmt --check"
 step "deno fmt --check, deno lint, deno check, deno doc --lint, deno publish --dry-run"
 "$DENO" fmt --check
 "$DENO" lint
-"$DENO" check mod.ts ffi/*.ts workers/*.ts tests/*.ts tests/stress/*.ts tests/library_cache/*.ts \
-  bench/*.ts tools/*.ts
+"$DENO" check mod.ts ffi/*.ts workers/*.ts cli/*.ts tests/*.ts tests/stress/*.ts \
+  tests/library_cache/*.ts bench/*.ts tools/*.ts
 "$DENO" doc --lint mod.ts
 # The package as JSR would get it: every module it imports is included, no slow types. Runs
 # offline (nothing is uploaded); --allow-dirty so that it also runs in a working copy.
@@ -98,7 +98,7 @@ count_tests "$DENO" test --allow-all tests/
 step "deno test --doc (every @example runs)"
 # The examples make temporary files; keep them in the scratch directory.
 count_tests env TMPDIR="$scratch" "$DENO" test --doc --allow-ffi --allow-read --allow-write \
-  --allow-env mod.ts ffi/
+  --allow-env mod.ts ffi/ cli/
 
 printf '\nguardmap: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,318 @@
+/**
+ * `guardmap rescue SOURCE DEST`: copies every readable byte of SOURCE to DEST and records what
+ * could not be read in a ddrescue mapfile. A second run with the same map reads only what the
+ * map does not mark finished (`+`), so good bytes are never read or written twice.
+ *
+ * @module
+ */
+import { MappedIOError } from "../mod.ts";
+import { parseCommand, sizeOption, yieldToEvents } from "./args.ts";
+import {
+  type Block,
+  formatMapfile,
+  type Mapfile,
+  parseMapfile,
+  setStatus,
+  writeFileAtomic,
+} from "./mapfile.ts";
+import { Progress } from "./progress.ts";
+import { openSource, pageEnd, type Source, WINDOW_BYTES } from "./source.ts";
+import { formatBytes, UsageError } from "./units.ts";
+
+/** The help text of `rescue`. */
+export const RESCUE_HELP = `Usage: guardmap rescue SOURCE DEST [options]
+
+Copies every readable byte of SOURCE to DEST through guarded copies. Unreadable ranges (to the
+page, 4 KiB) are not written (zero in a new DEST, like the rest of DEST's unwritten bytes) and
+are marked bad ("-") in the map, a GNU ddrescue mapfile.
+Run the same command again to retry only what is not finished: bytes already rescued are
+never read or written again. Ctrl-C saves the map and stops; the next run resumes there.
+When DEST is new (or the map exists), blocks of zeros are not written: DEST stays sparse
+where SOURCE is zero.
+
+Options:
+  -m, --map FILE    the mapfile (default DEST.map); read if it exists, always written
+  -r, --retries N   extra passes over the bad ranges after the first (default 0)
+  --block SIZE      bytes copied per read (default 256KiB, at most 64MiB)
+  -h, --help        show this help
+
+Numbers accept units (4KiB, 1MiB = 2^20, 1M = 10^6, 0x1000).
+Exit status: 0 everything rescued, 1 bad ranges remain (see the map), 2 usage error,
+3 another failure, 130 interrupted (map saved).
+`;
+
+const SAVE_EVERY_MS = 30_000;
+/**
+ * DEST is written back in the background every this many bytes (`fdatasync` on Deno's blocking
+ * pool while the copy goes on), so the `fsync` before a map write finds little left to write:
+ * on a 512 MiB rescue over faultfs it took the final sync from about 220 ms to under 20.
+ */
+const WRITE_BACK_EVERY_BYTES = 32 * 2 ** 20;
+const YIELD_EVERY_MS = 50;
+
+interface Rescue {
+  source: Source;
+  dest: Deno.FsFile;
+  map: Mapfile;
+  mapPath: string;
+  /** Whether unwritten parts of DEST are known to be zero (so zero blocks can be skipped). */
+  sparse: boolean;
+  buffer: Uint8Array;
+  progress: Progress;
+  /** Bytes of this run's work done. */
+  done: number;
+  interrupted: boolean;
+  lastSave: number;
+  /** `state.done` when the last background write-back started. */
+  writtenBackAt: number;
+  /** The background write-back running, if any. */
+  writingBack: Promise<void> | undefined;
+  lastYield: number;
+  commandLine: string;
+  started: Date;
+}
+
+/** The map to start from: `mapPath` if it exists (checked against `size`), else all `?`. */
+function loadMap(mapPath: string, size: number): { map: Mapfile; existed: boolean } {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(mapPath);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const blocks: Block[] = size === 0 ? [] : [{ pos: 0, size, status: "?" }];
+    return { map: { currentPos: 0, currentStatus: "?", currentPass: 1, blocks }, existed: false };
+  }
+  const map = parseMapfile(text, mapPath);
+  const last = map.blocks.at(-1);
+  const end = last === undefined ? 0 : last.pos + last.size;
+  if (end > size) {
+    throw new UsageError(
+      `the map ${mapPath} covers ${end} bytes but SOURCE has ${size}: is it the map of ` +
+        `another file? Use another --map`,
+    );
+  }
+  // ddrescue may write maps that stop short of the end: the rest is untried.
+  if (end < size) map.blocks.push({ pos: end, size: size - end, status: "?" });
+  return { map, existed: true };
+}
+
+/** Starts a background write-back of DEST when enough was written since the last one. */
+function writeBack(state: Rescue): void {
+  if (state.writingBack !== undefined) return;
+  if (state.done - state.writtenBackAt < WRITE_BACK_EVERY_BYTES) return;
+  state.writtenBackAt = state.done;
+  // A failure here is found again by the fsync before the next map write, which throws it.
+  state.writingBack = state.dest.syncData().catch(() => {}).finally(() => {
+    state.writingBack = undefined;
+  });
+}
+
+async function saveMap(state: Rescue, status: string): Promise<void> {
+  await state.writingBack;
+  // DEST first: a map must never call bytes finished that are not yet on the disk.
+  state.dest.syncSync();
+  state.map.currentStatus = status;
+  writeFileAtomic(
+    state.mapPath,
+    formatMapfile(state.map, { commandLine: state.commandLine, started: state.started }),
+  );
+  state.lastSave = performance.now();
+}
+
+function isZero(bytes: Uint8Array): boolean {
+  const words = bytes.length % 8 === 0 && bytes.byteOffset % 8 === 0
+    ? new BigUint64Array(bytes.buffer, bytes.byteOffset, bytes.length / 8)
+    : bytes;
+  for (let i = 0; i < words.length; i++) if (words[i] != 0) return false;
+  return true;
+}
+
+/**
+ * Writes synchronously. Tried and measured slower: two buffers with the write of one awaited
+ * while the next is read (0.80 s against 0.60 s for 512 MiB over faultfs, best of 7), as every
+ * chunk then waits for a turn of the event loop.
+ */
+function writeDest(state: Rescue, bytes: Uint8Array, position: number): void {
+  if (bytes.length === 0 || (state.sparse && isZero(bytes))) return;
+  state.dest.seekSync(position, Deno.SeekMode.Start);
+  let written = 0;
+  while (written < bytes.length) written += state.dest.writeSync(bytes.subarray(written));
+}
+
+/** Copies up to `length` bytes at `position`; returns the position to go on from. */
+async function copyChunk(state: Rescue, position: number, length: number): Promise<number> {
+  const chunk = state.buffer.subarray(0, length);
+  try {
+    await state.source.read(chunk, position);
+  } catch (error) {
+    if (!(error instanceof MappedIOError)) throw error;
+    const failed = Math.max(position, error.fileOffset);
+    writeDest(state, chunk.subarray(0, failed - position), position);
+    setStatus(state.map.blocks, position, failed - position, "+");
+    // A truncated SOURCE has nothing left past its new end; an I/O error costs one page.
+    const next = error.reason === "truncated" ? position + length : pageEnd(failed);
+    const badEnd = Math.min(position + length, next);
+    setStatus(state.map.blocks, failed, badEnd - failed, "-");
+    return badEnd;
+  }
+  writeDest(state, chunk, position);
+  setStatus(state.map.blocks, position, length, "+");
+  return position + length;
+}
+
+/** Copies `[start, end)`; stops early (returning false) when interrupted. */
+async function copyRange(state: Rescue, start: number, end: number): Promise<boolean> {
+  let position = start;
+  while (position < end) {
+    const length = Math.min(state.buffer.length, end - position);
+    const next = await copyChunk(state, position, length);
+    state.done += next - position;
+    position = next;
+    state.map.currentPos = position;
+    state.progress.update(state.done, badRanges(state.map));
+    const now = performance.now();
+    if (now - state.lastYield >= YIELD_EVERY_MS) {
+      state.lastYield = now;
+      await yieldToEvents(); // lets the SIGINT listener run
+    }
+    if (state.interrupted) return false;
+    writeBack(state);
+    if (now - state.lastSave >= SAVE_EVERY_MS) await saveMap(state, "?");
+  }
+  return true;
+}
+
+function badRanges(map: Mapfile): number {
+  return map.blocks.filter((block) => block.status === "-").length;
+}
+
+function pending(map: Mapfile, statuses: string): Array<[number, number]> {
+  return map.blocks.filter((block) => statuses.includes(block.status))
+    .map((block) => [block.pos, block.pos + block.size]);
+}
+
+/** The first pass over everything unfinished, then `retries` passes over the bad ranges. */
+async function runPasses(state: Rescue, retries: number): Promise<boolean> {
+  for (let pass = 0; pass <= retries; pass++) {
+    const ranges = pending(state.map, pass === 0 ? "?*/-" : "-");
+    if (ranges.length === 0) break;
+    state.map.currentPass = pass + 1;
+    for (const [start, end] of ranges) {
+      if (!(await copyRange(state, start, end))) return false;
+    }
+  }
+  return true;
+}
+
+function bytesWith(map: Mapfile, status: string): number {
+  return map.blocks.filter((block) => block.status === status)
+    .reduce((total, block) => total + block.size, 0);
+}
+
+/** Opens DEST for writing and makes it at least `size` bytes long. */
+function openDest(path: string, size: number): { dest: Deno.FsFile; created: boolean } {
+  let created = false;
+  try {
+    Deno.statSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    created = true;
+  }
+  const dest = Deno.openSync(path, { write: true, create: true });
+  if (dest.statSync().size < size) dest.truncateSync(size);
+  return { dest, created };
+}
+
+function parseRescue(args: string[]) {
+  const parsed = parseCommand("rescue", args, {
+    map: { type: "string", short: "m" },
+    retries: { type: "string", short: "r" },
+    block: { type: "string" },
+  }, ["SOURCE", "DEST"]);
+  const retries = Number(parsed.values.retries ?? "0");
+  if (!Number.isSafeInteger(retries) || retries < 0) {
+    throw new UsageError(`--retries must be a whole number >= 0, got "${parsed.values.retries}"`);
+  }
+  const block = sizeOption(parsed, "block", 256 * 1024);
+  if (block <= 0 || block > WINDOW_BYTES) {
+    throw new UsageError(`--block must be between 1 byte and 64MiB, got ${block}`);
+  }
+  const [source, dest] = parsed.positionals;
+  const mapPath = typeof parsed.values.map === "string" ? parsed.values.map : `${dest}.map`;
+  return { help: parsed.help, retries, block, source, dest, mapPath };
+}
+
+/**
+ * Runs `guardmap rescue` with `args`; returns the exit status.
+ *
+ * @example
+ * ```ts
+ * import { rescue } from "./rescue.ts";
+ * const source = await Deno.makeTempFile();
+ * await Deno.writeFile(source, new Uint8Array(8192).fill(7));
+ * console.log(await rescue([source, source + ".copy"])); // 0
+ * ```
+ */
+export async function rescue(args: string[]): Promise<number> {
+  const options = parseRescue(args);
+  if (options.help) {
+    console.log(RESCUE_HELP);
+    return 0;
+  }
+  await using source = await openSource(options.source);
+  const { map, existed } = loadMap(options.mapPath, source.size);
+  const { dest, created } = openDest(options.dest, source.size);
+  using _dest = dest;
+  const todo = bytesWith(map, "?") + bytesWith(map, "*") + bytesWith(map, "/") +
+    bytesWith(map, "-");
+  const state: Rescue = {
+    source,
+    dest,
+    map,
+    mapPath: options.mapPath,
+    sparse: created || existed,
+    buffer: new Uint8Array(options.block),
+    progress: new Progress("rescue", todo),
+    done: 0,
+    interrupted: false,
+    lastSave: performance.now(),
+    writtenBackAt: 0,
+    writingBack: undefined,
+    lastYield: performance.now(),
+    commandLine: `guardmap rescue ${args.join(" ")}`,
+    started: new Date(),
+  };
+  const onInterrupt = () => state.interrupted = true;
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  let finished: boolean;
+  try {
+    finished = await runPasses(state, options.retries);
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+    state.progress.done();
+  }
+  return await report(state, options.source, options.dest, finished);
+}
+
+async function report(
+  state: Rescue,
+  sourcePath: string,
+  destPath: string,
+  finished: boolean,
+): Promise<number> {
+  const bad = bytesWith(state.map, "-");
+  const rescued = bytesWith(state.map, "+");
+  await saveMap(state, finished ? "+" : "?");
+  const ranges = badRanges(state.map);
+  const summary = `${formatBytes(rescued)} of ${formatBytes(state.source.size)} rescued, ` +
+    `${ranges} bad range${ranges === 1 ? "" : "s"} (${formatBytes(bad)}); map ${state.mapPath}`;
+  if (!finished) {
+    console.error(
+      `guardmap rescue: interrupted at byte ${state.map.currentPos}: ${summary} saved. Run the ` +
+        `same command again to resume.`,
+    );
+    return 130;
+  }
+  console.error(`rescue: ${sourcePath} -> ${destPath}: ${summary}`);
+  return bad === 0 && bytesWith(state.map, "?") === 0 ? 0 : 1;
+}
