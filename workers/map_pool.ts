@@ -7,7 +7,7 @@
  */
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
-import { libraryPath, native } from "../ffi/library.ts";
+import { native, workerLibrary } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
@@ -630,6 +630,8 @@ class PoolCore {
     const root = new URL("..", import.meta.url);
     const read = [
       ...(root.protocol === "file:" ? [fileURLToPath(root)] : []),
+      // The cached library, which the worker verifies before loading it.
+      ...workerLibrary().read,
       ...this.#options.read,
     ];
     const args = [
@@ -637,7 +639,7 @@ class PoolCore {
       "--quiet",
       "--no-prompt",
       "--allow-ffi",
-      `--allow-env=GUARDMAP_LIB`,
+      `--allow-env=GUARDMAP_LIB,GUARDMAP_LIB_SHA256`,
     ];
     if (read.length > 0) args.push(`--allow-read=${read.join(",")}`);
     if (this.#options.write.length > 0) args.push(`--allow-write=${this.#options.write.join(",")}`);
@@ -809,7 +811,8 @@ class Life {
     const child = new Deno.Command(Deno.execPath(), {
       args,
       // NO_COLOR: the stderr tail goes into error messages, without escape codes.
-      env: { GUARDMAP_LIB: libraryPath()!, NO_COLOR: "1" },
+      // The host's library, verified and loaded as it is (./ffi/library.ts: workerLibrary).
+      env: { ...workerLibrary().env, NO_COLOR: "1" },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
