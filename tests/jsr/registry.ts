@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts ignore
- * await using registry = await serveRegistry({ dir: await Deno.makeTempDir() });
+ * await using registry = serveRegistry({ dir: await Deno.makeTempDir() });
  * console.log(registry.url); // http://127.0.0.1:<port>/
  * ```
  *
@@ -52,7 +52,7 @@ interface TarEntry {
 const API = /^\/api\/scopes\/([^/]+)\/packages\/([^/]+)(?:\/versions\/([^/]+))?$/;
 
 /** Starts a registry on 127.0.0.1 (a free port). */
-export async function serveRegistry(options: RegistryOptions): Promise<Registry> {
+export function serveRegistry(options: RegistryOptions): Registry {
   const token = options.token ?? "T";
   const requests: string[] = [];
   const statuses = new Map<string, unknown>();
@@ -108,11 +108,51 @@ function publish(
   name: string,
   version: string,
   tarball: Uint8Array,
-): Record<string, unknown> {
+): { id: string; status: string } & Record<string, unknown> {
+  storeVersion(dir, scope, name, version, untar(gunzipSync(tarball)));
+  return {
+    id: crypto.randomUUID(),
+    status: "success",
+    packageScope: scope,
+    packageName: name,
+    packageVersion: version,
+    error: null,
+  };
+}
+
+/**
+ * Stores the files of a directory tree as a published version, as if `deno publish` had sent
+ * them (for tests that need a package in the registry but not the publish step itself). The
+ * tree must hold a `deno.json` with `exports`.
+ */
+export function storeDirectory(
+  registryDir: string,
+  pkg: { scope: string; name: string; version: string },
+  treeDir: string,
+): void {
+  const entries: TarEntry[] = [];
+  const walk = (relative: string) => {
+    for (const entry of Deno.readDirSync(join(treeDir, relative))) {
+      const path = relative === "" ? entry.name : `${relative}/${entry.name}`;
+      if (entry.isDirectory) walk(path);
+      else if (entry.isFile) entries.push({ path, bytes: Deno.readFileSync(join(treeDir, path)) });
+    }
+  };
+  walk("");
+  storeVersion(registryDir, pkg.scope, pkg.name, pkg.version, entries);
+}
+
+function storeVersion(
+  dir: string,
+  scope: string,
+  name: string,
+  version: string,
+  entries: TarEntry[],
+): void {
   const packageDir = join(dir, `@${scope}`, name);
   const manifest: Record<string, { size: number; checksum: string }> = {};
   let config: { exports?: string | Record<string, string> } = {};
-  for (const entry of untar(gunzipSync(tarball))) {
+  for (const entry of entries) {
     const path = entry.path.startsWith("/") ? entry.path : `/${entry.path}`;
     const target = join(packageDir, version, path);
     Deno.mkdirSync(dirname(target), { recursive: true });
@@ -133,14 +173,6 @@ function publish(
   meta.versions[version] = {};
   meta.latest = version;
   writeJson(metaPath, meta);
-  return {
-    id: crypto.randomUUID(),
-    status: "success",
-    packageScope: scope,
-    packageName: name,
-    packageVersion: version,
-    error: null,
-  };
 }
 
 /**
