@@ -38,7 +38,7 @@ async function command(
   const result = await new Deno.Command(program, {
     args,
     cwd: options.cwd,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

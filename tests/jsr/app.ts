@@ -180,6 +180,8 @@ export async function runApp(
       DENO_DIR: app.denoDir,
       JSR_URL: options.registryUrl,
       NO_COLOR: "1",
+      // Nothing but the loopback registry: no look-up of newer Deno releases.
+      DENO_NO_UPDATE_CHECK: "1",
     },
     stdin: "null",
     stdout: "piped",
