@@ -52,3 +52,4 @@ export {
 export { MapPool, type MapPoolOptions, type PoolFile } from "./workers/map_pool.ts";
 export { Status, type StatusName } from "./ffi/status.ts";
 export { type FaultGuardState, rearmFaultGuard } from "./ffi/fault_guard.ts";
+export { type LibraryInfo, libraryInfo } from "./ffi/library.ts";

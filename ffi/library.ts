@@ -189,9 +189,11 @@ export function libraryPath(): string | undefined {
  *
  * @example
  * ```ts
- * import { libraryInfo, native } from "./library.ts";
- * native();
- * console.log(libraryInfo()?.source); // "local build" in a checkout
+ * import { libraryInfo, MappedFile } from "../mod.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array(16));
+ * MappedFile.open(path).close(); // loads the library
+ * console.log(libraryInfo()?.source); // "local build" in a checkout, "cache" from JSR
  * ```
  */
 export function libraryInfo(): LibraryInfo | undefined {
@@ -310,10 +312,11 @@ function candidates(attempts: string[]): LibraryInfo[] {
     } catch (error) {
       state = error instanceof Error ? error.message : String(error);
     }
-    if (state === "ok") found.push({ path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] });
-    else {attempts.push(
-        `GUARDMAP_LIB=${fromEnv} did not verify against GUARDMAP_LIB_SHA256: ${state}`,
-      );}
+    if (state === "ok") {
+      found.push({ path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] });
+    } else {
+      attempts.push(`GUARDMAP_LIB=${fromEnv} did not verify against GUARDMAP_LIB_SHA256: ${state}`);
+    }
   } else if (fromEnv !== undefined) {
     found.push({ path: fromEnv, source: "GUARDMAP_LIB", repaired: [] });
   }

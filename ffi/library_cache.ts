@@ -200,7 +200,10 @@ function moveAside(path: string): void {
  * if (prebuilt !== undefined) console.log(cachedLibrary(prebuilt).path);
  * ```
  */
-export function cachedLibrary(prebuilt: Prebuilt, directory = cacheDirectory()): CachedLibrary {
+export function cachedLibrary(
+  prebuilt: Prebuilt,
+  directory: string = cacheDirectory(),
+): CachedLibrary {
   const path = join(directory, cachedFileName(prebuilt));
   const repaired: string[] = [];
   let bytes: Uint8Array | undefined;

@@ -49,8 +49,9 @@ const openMs = performance.now() - started;
 const bytes = new Uint8Array(4);
 file.read(bytes, 0);
 file.close();
+const info: { path: string } = library.libraryInfo();
 const report: Record<string, unknown> = {
-  info: library.libraryInfo(),
+  info,
   bytes: [...bytes],
   openMs,
 };
@@ -63,7 +64,7 @@ if (rest.includes("--maps")) {
 if (rest.includes("--tamper")) {
   // Another actor replaces the cached file after this process loaded it: the workers started
   // below must not load it.
-  const path: string = report.info.path;
+  const path = info.path;
   Deno.writeFileSync(`${path}.tampered`, new Uint8Array([...Deno.readFileSync(path), 1, 2, 3]));
   Deno.renameSync(`${path}.tampered`, path);
 }
