@@ -114,6 +114,8 @@ function assertWorked(run: { code: number; stderr: string; report: unknown }, wh
   assert.equal(run.code, 0, `${what}: the program failed:\n${run.stderr}`);
   // deno-lint-ignore no-explicit-any
   const report = run.report as any;
+  // The prebuilt library from the package, through the cache (no local build, no Zig).
+  assert.equal(report.library.source, "cache", `${what}: library from ${report.library.source}`);
   assert.deepEqual(report.head, [...pattern(0, 4)], `${what}: map read`);
   assert.deepEqual(report.truncation, { name: "MappedIOError", reason: "truncated", bytes: 4096 });
   assert.deepEqual(report.poolHead, [...pattern(0, 4)], `${what}: MapPool read`);
@@ -170,6 +172,8 @@ Deno.test({
           assertWorked(run, "run with a corrupted cache");
           assert.match(run.stderr, /did not verify/, "the corruption was not reported");
           assert.ok(run.stderr.includes(path), "the report does not name the cached file");
+          assert.equal(run.report.library.repaired, 1);
+          assert.equal(run.report.library.path, path);
           assert.equal(cachedLibrary(app), path);
         },
       );

@@ -84,6 +84,7 @@ Deno.test({
       });
       assert.equal(result.report.written, 42);
       assert.deepEqual(result.report.poolHead, [...pattern(0, 4)]);
+      assert.equal(result.report.library.source, "cache");
       // The library went into the cache, under its SHA-256.
       const entries = cacheEntries(app);
       assert.equal(entries.length, 1, `cache: ${entries}`);
@@ -131,6 +132,7 @@ Deno.test({
       const result = await run(without(app, "--allow-env"), "map,pool-read");
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.report.truncation.name, "MappedIOError");
+      assert.equal(result.report.library.source, "memory file");
       assert.deepEqual(cacheEntries(app), []);
     });
 
@@ -140,6 +142,7 @@ Deno.test({
       const result = await run(flags, "map");
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.report.truncation.name, "MappedIOError");
+      assert.equal(result.report.library.source, "memory file");
       assert.deepEqual(cacheEntries(app), []);
     });
   },

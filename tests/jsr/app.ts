@@ -11,7 +11,8 @@
  * - `pool`: that and a `run` of the kernel `kernel.ts`, which lies in the app's own directory
  *   (outside guardmap's);
  *
- * and prints one JSON line with what each step saw.
+ * and prints one JSON line with what each step saw and where the library came from
+ * (`libraryInfo()`: its source, path and how many cache files were repaired).
  *
  * @module
  */
@@ -54,7 +55,7 @@ export function sum(view: Uint8Array): number {
 `;
 
 function program(specifier: string): string {
-  return `import { MapPool, MappedFile, MappedIOError } from "${specifier}";
+  return `import { libraryInfo, MapPool, MappedFile, MappedIOError } from "${specifier}";
 const [stepList, dataDir] = Deno.args;
 const steps = stepList.split(",");
 const report: Record<string, unknown> = {};
@@ -94,6 +95,8 @@ if (steps.includes("pool") || steps.includes("pool-read")) {
     report.poolSum = await file.run(new URL("./kernel.ts", import.meta.url), "sum");
   }
 }
+const info = libraryInfo();
+report.library = { source: info?.source, path: info?.path, repaired: info?.repaired.length };
 console.log(JSON.stringify(report));
 `;
 }
