@@ -117,17 +117,48 @@ function unavailable(path: string, flag: string, error: unknown): CacheUnavailab
  * ```
  */
 export function verifyFile(path: string, sha256: string): "ok" | "missing" | string {
-  let bytes: Uint8Array;
+  return checkFile(path, sha256).state;
+}
+
+/** {@linkcode verifyFile}, and the inode it read (null where the platform has none). */
+function checkFile(path: string, sha256: string): { state: string; inode: number | null } {
+  let file: Deno.FsFile;
   try {
-    bytes = Deno.readFileSync(path);
+    file = Deno.openSync(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "missing";
+    if (error instanceof Deno.errors.NotFound) return { state: "missing", inode: null };
     if (error instanceof Deno.errors.NotCapable) throw unavailable(path, "--allow-read", error);
-    return `it cannot be read (${error instanceof Error ? error.message : error})`;
+    const message = error instanceof Error ? error.message : String(error);
+    return { state: `it cannot be opened (${message})`, inode: null };
   }
-  const actual = sha256Hex(bytes);
-  if (actual === sha256) return "ok";
-  return `its ${bytes.byteLength} bytes have SHA-256 ${actual}, not ${sha256}`;
+  try {
+    const stat = file.statSync();
+    const inode = stat.ino;
+    const bytes = readToEnd(file, stat.size);
+    const actual = sha256Hex(bytes);
+    if (actual === sha256) return { state: "ok", inode };
+    const state = `its ${bytes.byteLength} bytes have SHA-256 ${actual}, not ${sha256}`;
+    return { state, inode };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { state: `it cannot be read (${message})`, inode: null };
+  } finally {
+    file.close();
+  }
+}
+
+/** The file's bytes, through the descriptor already open (the inode that was checked). */
+function readToEnd(file: Deno.FsFile, sizeBytes: number): Uint8Array {
+  // One more byte than the size says: a file that grew meanwhile does not verify.
+  const bytes = new Uint8Array(sizeBytes + 1);
+  let filled = 0;
+  // Bounded: each round reads at least one byte, into a buffer of fixed size, or ends.
+  while (filled < bytes.byteLength) {
+    const count = file.readSync(bytes.subarray(filled));
+    if (count === null || count === 0) break;
+    filled += count;
+  }
+  return bytes.subarray(0, filled);
 }
 
 /** A name no other process or thread uses: pid, time and randomness. */
@@ -172,13 +203,23 @@ function writeOnce(path: string, bytes: Uint8Array): boolean {
   }
 }
 
-/** Renames a file that failed verification out of the way (never writes into it). */
-function moveAside(path: string): void {
+/**
+ * Renames a file that failed verification out of the way (never writes into it), unless the
+ * name now holds another file than the one checked (`inode`): another process has repaired it
+ * already, and that file may be loaded. Returns whether it moved it.
+ */
+function moveAside(path: string, inode: number | null): boolean {
+  try {
+    if (inode !== null && Deno.statSync(path).ino !== inode) return false;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false; // Another process moved it.
+    throw error;
+  }
   const aside = `${path}.${uniqueSuffix()}.corrupt`;
   try {
     Deno.renameSync(path, aside);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return; // Another process moved it.
+    if (error instanceof Deno.errors.NotFound) return false; // Another process moved it.
     throw error;
   }
   try {
@@ -186,6 +227,7 @@ function moveAside(path: string): void {
   } catch {
     // Windows keeps it while some process has it open; it is never loaded under that name.
   }
+  return true;
 }
 
 /**
@@ -208,15 +250,17 @@ export function cachedLibrary(
   const repaired: string[] = [];
   let bytes: Uint8Array | undefined;
   for (let round = 0; round < ROUNDS_MAX; round++) {
-    const state = verifyFile(path, prebuilt.sha256);
+    const { state, inode } = checkFile(path, prebuilt.sha256);
     if (state === "ok") return { path, repaired, decoded: bytes !== undefined };
     if (state !== "missing") {
       repaired.push(`${path} did not verify (${state}); it was replaced and not loaded`);
+      let moved: boolean;
       try {
-        moveAside(path);
+        moved = moveAside(path, inode);
       } catch (error) {
         throw unavailable(directory, "--allow-write", error);
       }
+      if (!moved) continue; // Replaced by another process meanwhile: check that one.
     }
     bytes ??= decodePrebuilt(prebuilt);
     try {

@@ -35,8 +35,10 @@ let missingReason = "";
 async function importEmbedded(): Promise<Prebuilt | undefined> {
   const platform = `${Deno.build.arch}-${Deno.build.os}`;
   try {
-    // One literal specifier per packaged target (tools/dev's prebuilt_targets), so that tools
-    // can see them; aarch64-linux joins when it is packaged.
+    // One literal specifier per packaged target (tools/dev's prebuilt_targets), so that
+    // `deno cache`, `deno compile` and JSR see them. No case for a target that is not packaged:
+    // its module would be missing from the published package. aarch64-linux joins with
+    // `case "aarch64-linux": return (await import("./prebuilt/aarch64_linux.ts")).prebuilt;`.
     switch (platform) {
       case "x86_64-linux":
         return (await import("./prebuilt/x86_64_linux.ts")).prebuilt;

@@ -8,7 +8,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { libraryPath, native } from "../ffi/library.ts";
 import { sha256Hex } from "../ffi/library_prebuilt.ts";
@@ -116,52 +116,7 @@ function cacheEntries(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
 }
 
-Deno.test({
-  name: "library cache: 8 processes loading at once into an empty cache all load one file",
-  ignore: !linux,
-  async fn() {
-    const setup = setUp();
-    using _space = setup.space;
-    {
-      for (let round = 0; round < 2; round++) {
-        const cacheDir = setup.space.path(`cache-${round}`);
-        const go = setup.space.path(`go-${round}`);
-        const count = 8;
-        const runs = Array.from({ length: count }, (_, i) =>
-          probe({ ...setup, cacheDir }, {
-            args: ["--go", go, "--ready", setup.space.path(`ready-${round}-${i}`)],
-          }));
-        // Release them together once every one has started and is waiting.
-        const deadline = Date.now() + 120_000;
-        while (Date.now() < deadline) {
-          const ready = [...Deno.readDirSync(setup.space.dir)]
-            .filter((entry) => entry.name.startsWith(`ready-${round}-`)).length;
-          if (ready === count) break;
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
-        Deno.writeTextFileSync(go, "");
-        const results = await Promise.all(runs);
-        const name = `libguardmap-${setup.sha256}.so`;
-        const decoded = results.filter((result) => result.report?.info?.decoded).length;
-        for (const [i, result] of results.entries()) {
-          assertLoaded(result, `round ${round}, process ${i}`);
-          assert.equal(result.report.info.source, "cache");
-          assert.equal(result.report.info.path, join(cacheDir, name));
-          assert.equal(result.report.info.sha256, setup.sha256);
-          // No process ever saw a partly written file under the final name.
-          assert.deepEqual(result.report.info.repaired, [], `process ${i}: ${result.stderr}`);
-        }
-        // One complete file, no temporary left behind.
-        assert.deepEqual(cacheEntries(cacheDir), [name]);
-        assert.equal(sha256Hex(Deno.readFileSync(join(cacheDir, name))), setup.sha256);
-        assert.ok(decoded >= 1, "no process decoded the embedded library into the empty cache");
-        console.log(`round ${round}: ${decoded} of ${count} processes decoded and wrote`);
-      }
-    }
-  },
-});
-
-/** The inodes of the mappings of `path` listed in a probe's /proc/self/maps lines. */
+/** The inodes of the mappings of files under `path` in a probe's /proc/self/maps lines. */
 function mappedInodes(maps: string[], path: string): number[] {
   return [
     ...new Set(
@@ -169,6 +124,77 @@ function mappedInodes(maps: string[], path: string): number[] {
     ),
   ];
 }
+
+/** Starts `count` probes, releases them together once all wait, and returns their results. */
+async function loadAtOnce(setup: Setup, tag: string, count: number): Promise<ProbeResult[]> {
+  const go = setup.space.path(`go-${tag}`);
+  const runs = Array.from({ length: count }, (_, i) =>
+    probe(setup, {
+      args: ["--go", go, "--ready", setup.space.path(`ready-${tag}-${i}`), "--maps"],
+    }));
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const ready = [...Deno.readDirSync(setup.space.dir)]
+      .filter((entry) => entry.name.startsWith(`ready-${tag}-`)).length;
+    if (ready === count) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  Deno.writeTextFileSync(go, "");
+  return await Promise.all(runs);
+}
+
+/** Every probe loaded the cached file, and the cache holds that one verified file only. */
+function assertOneFile(setup: Setup, results: ProbeResult[], what: string): void {
+  const name = `libguardmap-${setup.sha256}.so`;
+  for (const [i, result] of results.entries()) {
+    assertLoaded(result, `${what}, process ${i}`);
+    assert.equal(result.report.info.source, "cache");
+    assert.equal(result.report.info.path, join(setup.cacheDir, name));
+    assert.equal(result.report.info.sha256, setup.sha256);
+    // Each mapped the file that is there now (the loser of a race maps the winner's file).
+    const inodes = mappedInodes(result.report.maps, setup.cacheDir);
+    assert.deepEqual(inodes, [Deno.statSync(setup.cachedPath).ino], `${what}, process ${i}`);
+  }
+  // One complete file, no temporary or moved-aside file left behind.
+  assert.deepEqual(cacheEntries(setup.cacheDir), [name], what);
+  assert.equal(sha256Hex(Deno.readFileSync(setup.cachedPath)), setup.sha256, what);
+}
+
+Deno.test({
+  name: "library cache: 8 processes loading at once into an empty or a corrupt cache all load " +
+    "one verified file",
+  ignore: !linux,
+  async fn() {
+    const base = setUp();
+    using _space = base.space;
+    const count = 8;
+    for (let round = 0; round < 2; round++) {
+      const cacheDir = base.space.path(`cache-${round}`);
+      const setup = { ...base, cacheDir, cachedPath: join(cacheDir, basename(base.cachedPath)) };
+      const results = await loadAtOnce(setup, `empty-${round}`, count);
+      assertOneFile(setup, results, `empty cache, round ${round}`);
+      for (const [i, result] of results.entries()) {
+        // No process ever saw a partly written file under the final name.
+        assert.deepEqual(result.report.info.repaired, [], `process ${i}: ${result.stderr}`);
+      }
+      const decoded = results.filter((result) => result.report.info.decoded).length;
+      assert.ok(decoded >= 1, "no process decoded the embedded library into the empty cache");
+      console.log(`empty cache, round ${round}: ${decoded} of ${count} processes decoded`);
+
+      // The same file replaced by a loadable library with other bytes (a second name keeps its
+      // inode from being reused): all of them at once detect it, and none maps it.
+      const good = Deno.readFileSync(setup.cachedPath);
+      Deno.removeSync(setup.cachedPath);
+      Deno.writeFileSync(setup.cachedPath, new Uint8Array([...good, 1, 2, 3, 4]));
+      Deno.linkSync(setup.cachedPath, base.space.path(`tampered-${round}`));
+      const tampered = await loadAtOnce(setup, `corrupt-${round}`, count);
+      assertOneFile(setup, tampered, `corrupt cache, round ${round}`);
+      const repairs = tampered.filter((result) => result.report.info.repaired.length > 0).length;
+      assert.ok(repairs >= 1, "no process reported the corrupt file");
+      console.log(`corrupt cache, round ${round}: ${repairs} of ${count} processes repaired it`);
+    }
+  },
+});
 
 Deno.test({
   name: "library cache: a corrupt or replaced file is reported, replaced and never loaded",
