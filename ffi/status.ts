@@ -38,6 +38,7 @@ export const Status: {
   readonly handler_not_installed: 19;
   readonly worker_gone: 20;
   readonly timed_out: 21;
+  readonly pending: 35;
   readonly unexpected: 99;
 } = {
   ok: 0,
@@ -62,6 +63,7 @@ export const Status: {
   handler_not_installed: 19,
   worker_gone: 20,
   timed_out: 21,
+  pending: 35,
   unexpected: 99,
 };
 
@@ -105,5 +107,6 @@ const ERROR_CODES: Record<number, string> = {
   [Status.handler_not_installed]: "NO_FAULT_HANDLER",
   [Status.worker_gone]: "WORKER_GONE",
   [Status.timed_out]: "ETIMEDOUT",
+  [Status.pending]: "PENDING",
   [Status.unexpected]: "UNEXPECTED",
 };

@@ -8,6 +8,7 @@
  * @module
  */
 import { deserialize, serialize } from "node:v8";
+import type { Denied } from "./kernel_access.ts";
 
 /** Operation numbers; 1 to 5 are served natively (zig/src/channel.zig). */
 export const Op = {
@@ -59,6 +60,8 @@ export interface RunRequest {
 /** An answer carrying a message instead of a result (a failed import, a result too large). */
 export interface FailureAnswer {
   message: string;
+  /** What Deno refused the worker while it loaded a kernel, if that was the failure. */
+  denied?: Denied;
 }
 
 /**

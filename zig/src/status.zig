@@ -45,6 +45,9 @@ pub const Status = enum(i32) {
     worker_gone = 20,
     /// A MapPool worker did not answer within the caller's time limit.
     timed_out = 21,
+    /// A MapPool call stopped waiting on the calling thread within its budget; the request is
+    /// still in flight and gm_pool_resume finishes it. Internal to the pool: never reaches users.
+    pending = 35,
     unexpected = 99,
 };
 
