@@ -40,9 +40,9 @@ export interface MapPoolOptions {
   /** Number of worker processes; default 2. Files are spread over them round-robin. */
   workers?: number;
   /**
-   * Extra paths the workers may read or write with Deno's own APIs: where `run` kernels live
-   * (outside guardmap's own directory) and whatever they read. Mapped files need no entry here:
-   * the host checks its own permissions for them before a worker maps them.
+   * Extra paths the workers may read or write with Deno's own APIs: whatever `run` kernels read.
+   * Mapped files need no entry here (the host checks its own permissions for them before a
+   * worker maps them), and neither do the kernel modules (see `PoolFile.run`).
    */
   permissions?: { read?: (string | URL)[]; write?: (string | URL)[] };
   /** Size of each worker's shared staging area in bytes, a power of two; default 4 MiB. */
@@ -102,10 +102,11 @@ export interface PoolFile extends AsyncDisposable {
    * Runs export `name` of `module` inside the worker as `name(view, ...args)`, where `view` is
    * a zero-copy `Uint8Array` over the window, and returns its (awaited) result, copied back by
    * structured clone (JSON values, typed arrays, Maps, bigints, ...). `module` is a URL, or a
-   * path resolved against the current directory; the workers must be allowed to read it (it is
-   * if it lies inside guardmap's directory or `permissions.read`). If the kernel crashes the
-   * worker, or throws, the call rejects with {@linkcode WorkerCrashedError} and the worker is
-   * restarted.
+   * path resolved against the current directory. Outside guardmap's directory and
+   * `permissions.read`, the first `run` of a module restarts the worker with read access to that
+   * file, and to each file it imports (import access to the host of an `https:` module), as long
+   * as this process holds that permission itself. If the kernel crashes the worker, or throws,
+   * the call rejects with {@linkcode WorkerCrashedError} and the worker is restarted.
    */
   run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T>;
   /** Unmaps the file in its worker. Idempotent. */
