@@ -254,9 +254,12 @@ Deno.test("pool kernels: a kernel module outside guardmap's directory, with an i
          };
        }`,
     );
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ workers: 2 });
     const file = await pool.open(path);
+    const other = await pool.open(path);
     assert.equal(await file.run(`${kernels}/kernel.ts`, "scaled", 2), ((2 * 7 + 3) & 0xff) * 3);
+    // The other worker was started before the grants: it gets them too.
+    assert.equal(await other.run(`${kernels}/kernel.ts`, "scaled", 3), ((3 * 7 + 3) & 0xff) * 3);
     // Only the two module files were added: the workers stay narrow.
     assert.deepEqual(await file.run(`${kernels}/kernel.ts`, "access"), {
       kernel: "granted",

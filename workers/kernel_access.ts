@@ -63,6 +63,11 @@ export class KernelAccess {
     return [`--allow-import=${[...new Set([...this.#ownHosts, ...this.#imports])].join(",")}`];
   }
 
+  /** How many grants were made: a worker started with fewer lacks some. */
+  get version(): number {
+    return this.#reads.length + this.#imports.length;
+  }
+
   /** The files granted for kernels (on top of the fixed ones). */
   get reads(): string[] {
     return [...this.#reads];

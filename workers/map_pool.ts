@@ -7,13 +7,13 @@
  */
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
-import { setImmediate } from "node:timers";
 import { libraryPath, native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
 import { GRANTS_PER_RUN_MAX, hostOf, KernelAccess } from "./kernel_access.ts";
+import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
 import { asBytes } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
@@ -114,21 +114,6 @@ export interface PoolFile extends AsyncDisposable {
 }
 
 const DEFAULT_STAGING_BYTES = 4 * 1024 * 1024;
-/** Transfers at least this large wait for their worker off the event loop from the start. */
-const ASYNC_TRANSFER_BYTES = 1024 * 1024;
-/**
- * How long a smaller call may wait for its worker on the calling thread (spinning while the
- * worker runs on another CPU, else sleeping so it can run on this one) before it waits off the
- * event loop on Deno's blocking pool. A 4 KiB round trip to an awake worker takes a few
- * microseconds; the hand-off to the blocking pool costs tens of microseconds.
- */
-const SYNC_BUDGET_US = 50;
-/**
- * A run of pool calls that all completed within their budget (so their promises settled
- * without the event loop turning) yields to the event loop once it has lasted this long, so
- * timers and I/O of the host still run during a tight loop of awaited reads.
- */
-const YIELD_AFTER_MS = 2;
 /** The time limit passed to the library for "no limit" (about 285 years). */
 const NO_TIMEOUT_MS = 2 ** 53;
 const STDERR_TAIL_BYTES = 4096;
@@ -317,8 +302,11 @@ class PoolCore {
     body: () => T | Promise<T>,
   ): Promise<T> {
     const call = worker.queue.then(async () => {
-      await yieldIfDue();
-      await this.#ensureAlive(worker);
+      const turn = yieldIfDue();
+      if (turn !== undefined) await turn;
+      if (!worker.alive || this.#closed || this.#failure !== undefined) {
+        await this.#ensureAlive(worker);
+      }
       const life = worker.life!;
       life.inCall = true;
       try {
@@ -391,16 +379,17 @@ class PoolCore {
 
   /**
    * Finishes a call that returned `pending` (its worker did not answer within the budget) on
-   * Deno's blocking pool, so the event loop runs while the worker works, or hangs.
+   * Deno's blocking pool, so the event loop runs while the worker works, or hangs. Any other
+   * status is checked at once: the fast path adds no promise.
    */
-  async #finish(
+  #finish(
     worker: PoolWorker,
     status: number,
     buffer: Uint8Array | null,
     positions: Float64Array | null,
-  ): Promise<number> {
+  ): number | Promise<number> {
     if (status !== Status.pending) return this.#check(status);
-    const resumed = await native().gm_pool_resume_async(
+    return native().gm_pool_resume_async(
       worker.channel,
       buffer,
       buffer?.byteLength ?? 0,
@@ -408,8 +397,7 @@ class PoolCore {
       positions?.length ?? 0,
       this.#options.callTimeoutMs,
       worker.detail,
-    );
-    return this.#check(resumed);
+    ).then((resumed) => this.#check(resumed));
   }
 
   /** Reads or writes through the worker; a worker slower than the budget is awaited off-thread. */
@@ -435,7 +423,8 @@ class PoolCore {
         budgetFor(length),
         worker.detail,
       );
-      const status = await this.#finish(worker, first, staged, null);
+      const finished = this.#finish(worker, first, staged, null);
+      const status = typeof finished === "number" ? finished : await finished;
       if (kind === "read" && staged !== bytes) {
         const delivered = status === Status.ok ? length : bytesDone(worker.detailView, length);
         bytes.set(staged.subarray(0, delivered));
@@ -475,7 +464,8 @@ class PoolCore {
         budgetFor(count * (8 + length)),
         worker.detail,
       );
-      const status = await this.#finish(worker, first, staged, positions);
+      const finished = this.#finish(worker, first, staged, positions);
+      const status = typeof finished === "number" ? finished : await finished;
       if (staged !== bytes) {
         const total = count * length;
         bytes.set(
@@ -515,7 +505,8 @@ class PoolCore {
         SYNC_BUDGET_US,
         worker.detail,
       );
-      const status = await this.#finish(worker, first, null, null);
+      const finished = this.#finish(worker, first, null, null);
+      const status = typeof finished === "number" ? finished : await finished;
       if (status !== Status.ok) throw this.#callError(file, status, operation, position, length);
     });
   }
@@ -527,9 +518,10 @@ class PoolCore {
       // The kernel module first, then whatever it imports that the worker is refused: each
       // grant the host may give restarts the worker with it (bounded per call).
       const first = this.#access.neededFor(url);
-      let granted = first !== undefined && this.#access.grant(first);
+      if (first !== undefined) this.#access.grant(first);
       for (let grants = 0;; grants++) {
-        if (granted) {
+        // A worker started before the latest grants lacks them: start it again with them.
+        if (worker.accessVersion !== this.#access.version) {
           await this.#start(worker);
           await this.#reopen(worker);
         }
@@ -552,8 +544,10 @@ class PoolCore {
           ? readPayload<FailureAnswer>(worker.staging, worker.resultBytes())
           : { message: `status ${status}` };
         const denied = failure.denied;
-        granted = denied !== undefined && grants < GRANTS_PER_RUN_MAX && this.#access.grant(denied);
-        if (granted) continue;
+        if (denied !== undefined && grants < GRANTS_PER_RUN_MAX) {
+          this.#access.grant(denied);
+          if (worker.accessVersion !== this.#access.version) continue;
+        }
         throw new GuardmapError(`run ${name} from ${url} on "${file.path}": ${failure.message}`, {
           code: status === Status.not_found ? "KERNEL_NOT_FOUND" : "RESULT_TOO_LARGE",
           status,
@@ -622,8 +616,9 @@ class PoolCore {
   /**
    * The open breaker: calls fail at once with the POOL_FAILED error, except that once
    * `backoffMaxMs` has passed since the pool gave up (or since the last probe failed), one call
-   * starts its worker once more. If that start works, the breaker closes and the pool works as
-   * before; if not, the call fails and the wait begins again.
+   * starts the worker that failed once more, whichever worker the call is for. If that start
+   * works, the breaker closes and the pool works as before; if not, the call fails and the wait
+   * begins again.
    */
   async #probe(worker: PoolWorker): Promise<void> {
     const failed = this.#failedWorker!;
@@ -700,7 +695,7 @@ class PoolCore {
     // worker opens it through this process's descriptor table.
     const channelPath = `/proc/${Deno.pid}/fd/${Number(result.getBigUint64(16, true))}`;
     try {
-      worker.spawn(this.#workerArgs(channelPath));
+      worker.spawn(this.#workerArgs(worker, channelPath));
       if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {
         throw new Error(`worker process ${worker.life!.pid} exited at once`);
       }
@@ -729,7 +724,7 @@ class PoolCore {
     life.exited.then(() => this.#onExit(worker, life));
   }
 
-  #workerArgs(channelPath: string): string[] {
+  #workerArgs(worker: PoolWorker, channelPath: string): string[] {
     const entry = new URL("./worker.ts", import.meta.url);
     const root = new URL("..", import.meta.url);
     const read = [
@@ -737,6 +732,7 @@ class PoolCore {
       ...this.#options.read,
       ...this.#access.reads,
     ];
+    worker.accessVersion = this.#access.version;
     const args = [
       "run",
       "--quiet",
@@ -854,6 +850,8 @@ class PoolWorker {
   starting: Promise<void> | undefined;
   failedStarts = 0;
   lastStartError = "";
+  /** The kernel grants (`KernelAccess.version`) this worker's process was started with. */
+  accessVersion = 0;
   /** The current process; undefined before the first start. */
   life: Life | undefined;
 
@@ -1070,53 +1068,6 @@ function poolFailed(worker: PoolWorker, backoffMaxMs: number, more: string): Gua
       `${worker.lastStartError}. A call ${backoffMaxMs} ms from now tries one start again.`,
     { code: "POOL_FAILED", status: Status.unexpected },
   );
-}
-
-/** The budget of a transfer of `bytes` bytes: none for large ones, which take long anyway. */
-function budgetFor(bytes: number): number {
-  return bytes >= ASYNC_TRANSFER_BYTES ? 0 : SYNC_BUDGET_US;
-}
-
-/**
- * `view` itself, or a copy of it (with its bytes when `copyIn`) when its buffer is resizable or
- * growable: Deno refuses such buffers in the nonblocking FFI calls that finish a slow call, so
- * the bytes travel through a fixed buffer and the caller copies them back.
- */
-function stagedCopy<T extends Uint8Array | Float64Array>(view: T, copyIn: boolean): T {
-  const buffer = view.buffer as ArrayBufferLike & { resizable?: boolean; growable?: boolean };
-  if (buffer.resizable !== true && buffer.growable !== true) return view;
-  const copy = new (view.constructor as { new (length: number): T })(view.length);
-  if (copyIn) copy.set(view);
-  return copy;
-}
-
-/** The bytes a failed call delivered before its fault (at most `limit`). */
-function bytesDone(detail: DataView, limit: number): number {
-  return Math.min(Number(detail.getBigUint64(0, true)), limit);
-}
-
-/** Whether the event loop has turned since the current run of pool calls began. */
-let loopTurned = true;
-let runStartedMs = 0;
-
-/**
- * Called before every pool call. Calls that complete within their budget settle their promises
- * in microtasks, so a loop of awaited calls would never let the event loop turn: after
- * {@linkcode YIELD_AFTER_MS} of such a run, the next call first waits for a timer.
- */
-async function yieldIfDue(): Promise<void> {
-  if (loopTurned) {
-    loopTurned = false;
-    runStartedMs = performance.now();
-    setImmediate(() => {
-      loopTurned = true;
-    });
-    return;
-  }
-  if (performance.now() - runStartedMs < YIELD_AFTER_MS) return;
-  // An immediate runs after one turn of the event loop (timers, I/O) and costs microseconds;
-  // a setTimeout(0) here measured 1-2.5 ms.
-  await new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Resolves with `promise`'s value, or with undefined after `milliseconds`. */
