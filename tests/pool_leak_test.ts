@@ -70,11 +70,20 @@ function leftovers(hostPid: number): { workers: number[]; memoryFiles: string[] 
 
 /** Waits (bounded) until host `pid` left no worker behind; then checks every kind of leftover. */
 async function assertNothingLeft(hostPid: number, what: string): Promise<void> {
-  const deadline = performance.now() + 5000;
+  // A worker still starting up when its host died notices at its first look at its parent;
+  // on a loaded machine Deno's own start-up can take seconds.
+  const deadline = performance.now() + 15_000;
   while (leftovers(hostPid).workers.length > 0 && performance.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const left = leftovers(hostPid);
+  for (const pid of left.workers) {
+    try {
+      console.error(`worker ${pid} of ${hostPid}: ${Deno.readTextFileSync(`/proc/${pid}/stat`)}`);
+    } catch {
+      // Gone just now.
+    }
+  }
   assert.deepEqual(left.workers, [], `${what}: workers of ${hostPid} still running`);
   assert.deepEqual(shmFilesOf(hostPid), [], `${what}: /dev/shm files of ${hostPid} left`);
   assert.deepEqual(left.memoryFiles, [], `${what}: memory files still open`);

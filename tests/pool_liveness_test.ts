@@ -2,7 +2,7 @@
 // outside guardmap's directory, with real signals (SIGSTOP, SIGKILL) to real worker processes.
 import assert from "node:assert/strict";
 import { GuardmapError, MapPool, type PoolFile, WorkerCrashedError } from "../mod.ts";
-import { assertBytes, scratch, writePattern } from "./util.ts";
+import { assertBytes, runScript, scratch, writePattern } from "./util.ts";
 
 const MiB = 2 ** 20;
 
@@ -268,6 +268,47 @@ Deno.test("pool kernels: a kernel module outside guardmap's directory, with an i
       etc: "prompt",
     });
     assert.equal(pool.restarts, 0);
+  } finally {
+    Deno.removeSync(kernels, { recursive: true });
+  }
+});
+
+Deno.test("pool kernels: a kernel the host itself may not read is refused, naming the flag", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 4096);
+  const kernels = Deno.makeTempDirSync({ prefix: "guardmap-kernels-" });
+  try {
+    Deno.writeTextFileSync(`${kernels}/kernel.ts`, "export const k = () => 1;\n");
+    const root = new URL("..", import.meta.url).pathname;
+    const result = await runScript(
+      `
+      import { MapPool } from "GUARDMAP_MOD";
+      await using pool = new MapPool({ workers: 1 });
+      const file = await pool.open(${JSON.stringify(path)});
+      try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
+      catch (error) { console.log(error.code, error.message); }
+    `,
+      ["--allow-ffi", "--allow-run", "--allow-env", `--allow-read=${root},${tmp.dir},/tmp`],
+    );
+    // A host that may read the kernel (here through its grant for all of /tmp) passes that file
+    // on to its worker; a host that may not gets Deno's refusal, which names --allow-read.
+    assert.match(result.stdout, /^1\n$/, result.stderr);
+    const denied = await runScript(
+      `
+      import { MapPool } from "GUARDMAP_MOD";
+      await using pool = new MapPool({ workers: 1 });
+      const file = await pool.open(${JSON.stringify(path)});
+      try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
+      catch (error) { console.log(error.code, error.message); }
+    `,
+      ["--allow-ffi", "--allow-run", "--allow-env", `--allow-read=${root},${tmp.dir}`],
+    );
+    assert.match(
+      denied.stdout,
+      /^KERNEL_NOT_FOUND .*Requires read access to .*kernel\.ts/,
+      denied.stderr,
+    );
   } finally {
     Deno.removeSync(kernels, { recursive: true });
   }

@@ -35,6 +35,8 @@ const lib = native();
 // Die with the host: the kernel sends SIGKILL when the parent exits, and the serve loop also
 // notices a changed parent within 100 ms.
 lib.gm_worker_bind_to_parent();
+// A host that died before that call sent no signal: this process was re-parented already.
+if (Deno.ppid !== Number(hostPid)) Deno.exit(0);
 
 const encoder = new TextEncoder();
 const attached = new Uint8Array(32);
