@@ -40,15 +40,21 @@ export {
   type WindowRange,
 } from "./ffi/mapped_file.ts";
 export {
+  FileTooLargeError,
+  type FileTooLargeErrorOptions,
   GuardmapError,
   type GuardmapErrorOptions,
   MapClosedError,
   MappedIOError,
   type MappedIOErrorOptions,
   type MappedOperation,
+  NotRegularFileError,
+  type NotRegularFileErrorOptions,
+  type NotRegularFileKind,
   WorkerCrashedError,
   type WorkerCrashedErrorOptions,
 } from "./ffi/errors.ts";
 export { MapPool, type MapPoolOptions, type PoolFile } from "./workers/map_pool.ts";
 export { Status, type StatusName } from "./ffi/status.ts";
 export { type FaultGuardState, rearmFaultGuard } from "./ffi/fault_guard.ts";
+export { type LibraryInfo, libraryInfo } from "./ffi/library.ts";

@@ -1,9 +1,13 @@
 /**
  * The errors guardmap throws. Failures of a mapped file are {@linkcode GuardmapError}s; an I/O
- * fault while touching mapped pages is the subclass {@linkcode MappedIOError}. Opening a missing
- * file, a directory, or a path without permission throws Deno's own `Deno.errors.NotFound`,
- * `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied` or `Deno.errors.NotCapable`, as
- * `Deno.open` does; bad arguments throw `TypeError` or `RangeError`.
+ * fault while touching mapped pages is the subclass {@linkcode MappedIOError}; a FIFO, socket or
+ * device is a {@linkcode NotRegularFileError}, a `"w+"` past a size limit a
+ * {@linkcode FileTooLargeError}. Opening a missing file, a directory, a path through a file or
+ * through a symbolic-link loop, or a path without permission throws Deno's own
+ * `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.NotADirectory`,
+ * `Deno.errors.FilesystemLoop`, `Deno.errors.PermissionDenied` or `Deno.errors.NotCapable`, as
+ * `Deno.open` does, each with a `code` such as `"ELOOP"`; bad arguments throw `TypeError` or
+ * `RangeError`.
  *
  * @module
  */
@@ -220,5 +224,88 @@ export class WorkerCrashedError extends GuardmapError {
     this.exitCode = options.exitCode;
     this.reason = options.reason;
     this.stderr = options.stderr;
+  }
+}
+
+/** What a path names when it is not a regular file. */
+export type NotRegularFileKind =
+  | "FIFO"
+  | "character device"
+  | "block device"
+  | "directory"
+  | "symbolic link"
+  | "socket"
+  | "special file";
+
+/** Details of a {@linkcode NotRegularFileError}. */
+export interface NotRegularFileErrorOptions extends GuardmapErrorOptions {
+  /** What the path names. */
+  kind: NotRegularFileKind;
+}
+
+/**
+ * The path names something other than a regular file: a FIFO, a socket, a device. Only regular
+ * files can be mapped; guardmap looks at the kind before opening, so a FIFO never makes an open
+ * wait for a writer, and a device's driver is never asked to open. Block devices are refused
+ * too: their size is not a file size and truncating them means nothing. `code` is
+ * `"NOT_REGULAR_FILE"`.
+ *
+ * @example
+ * ```ts
+ * import { MappedFile, NotRegularFileError } from "../mod.ts";
+ * try {
+ *   MappedFile.open("/dev/null");
+ * } catch (error) {
+ *   if (error instanceof NotRegularFileError) console.log(error.kind); // "character device"
+ * }
+ * ```
+ */
+export class NotRegularFileError extends GuardmapError {
+  /** What the path names. */
+  readonly kind: NotRegularFileKind;
+
+  /** Creates the error; guardmap's own code does this, users rarely need to. */
+  constructor(message: string, options: NotRegularFileErrorOptions) {
+    super(message, options);
+    this.name = "NotRegularFileError";
+    this.kind = options.kind;
+  }
+}
+
+/** Details of a {@linkcode FileTooLargeError}. */
+export interface FileTooLargeErrorOptions extends GuardmapErrorOptions {
+  /** The largest size allowed in bytes, when it is known. */
+  limitBytes: bigint | undefined;
+  /** Whose limit: the file system's largest file, or the process's RLIMIT_FSIZE. */
+  limit: "file system" | "process";
+}
+
+/**
+ * Mode `"w+"` asked for a file larger than allowed: past the file system's largest file
+ * (`code` `"EFBIG"`) or past the process's file-size limit (`code` `"RLIMIT_FSIZE"`, `ulimit -f`),
+ * where growing the file would kill the process with SIGXFSZ. Found before the file is
+ * touched: the file keeps its content and size.
+ *
+ * @example
+ * ```ts
+ * import { FileTooLargeError } from "../mod.ts";
+ * const error = new FileTooLargeError("too large", {
+ *   code: "EFBIG", status: 23, limitBytes: 2n ** 44n, limit: "file system",
+ * });
+ * console.log(error.limitBytes); // 17592186044416n
+ * ```
+ */
+export class FileTooLargeError extends GuardmapError {
+  /** The largest size allowed in bytes, when it is known. */
+  readonly limitBytes: bigint | undefined;
+  /** Whose limit: `"file system"` (EFBIG) or `"process"` (RLIMIT_FSIZE). */
+  readonly limit: "file system" | "process";
+
+  /** Creates the error; guardmap's own code does this, users rarely need to. */
+  constructor(message: string, options: FileTooLargeErrorOptions) {
+    super(message, options);
+    this.name = "FileTooLargeError";
+    this.limitBytes = options.limitBytes;
+    this.limit = options.limit;
   }
 }

@@ -2,17 +2,31 @@
  * Finds, builds if necessary, and loads libguardmap with `Deno.dlopen`.
  *
  * The library is looked for in this order:
- * 1. the path in the environment variable `GUARDMAP_LIB` (read only when `--allow-env` grants it);
+ * 1. the path in the environment variable `GUARDMAP_LIB` (read only when `--allow-env` grants it;
+ *    when `GUARDMAP_LIB_SHA256` is set too, as MapPool does for its workers, the file must match);
  * 2. the project's own build output, `zig/zig-out/lib/` next to this module;
- * 3. if neither loads and a Zig compiler is at hand (`GUARDMAP_ZIG`, the project's `.tools/`, or
+ * 3. the prebuilt library for this platform that `tools/dev package` embedded in the package
+ *    (./library_prebuilt.ts), through the verified cache of ./library_cache.ts (on Linux, from
+ *    an anonymous memory file when no cache can be written);
+ * 4. if none loads and a Zig compiler is at hand (`GUARDMAP_ZIG`, the project's `.tools/`, or
  *    `zig` on PATH) and `--allow-run` is granted, it is built there with
  *    `zig build -Doptimize=ReleaseSafe` and loaded.
+ *
+ * All of this happens once per process (or Web Worker), in the first {@linkcode native} call.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { GuardmapError } from "./errors.ts";
+import { decodePrebuilt, embeddedLibrary } from "./library_prebuilt.ts";
+import {
+  cachedFileName,
+  cachedLibrary,
+  CacheUnavailable,
+  memoryFilePath,
+  verifyFile,
+} from "./library_cache.ts";
 
 /** The ABI version this module speaks; `zig/src/root.zig` exports the library's own. */
 export const ABI_VERSION = 2;
@@ -27,72 +41,90 @@ const symbols = {
     parameters: ["buffer", "usize", "u32", "u64", "u64", "u32", "buffer"],
     result: "i32",
   },
-  gm_close: { parameters: ["u32"], result: "i32" },
-  gm_address: { parameters: ["u32"], result: "pointer" },
-  gm_file_size: { parameters: ["u32", "buffer"], result: "i32" },
-  gm_read: { parameters: ["u32", "f64", "buffer", "f64", "buffer"], result: "i32" },
+  gm_close: { parameters: ["f64"], result: "i32" },
+  gm_release: { parameters: ["f64"], result: "i32" },
+  gm_reap: { parameters: [], result: "u32" },
+  gm_address: { parameters: ["f64"], result: "pointer" },
+  gm_file_size: { parameters: ["f64", "buffer"], result: "i32" },
+  gm_read: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
   gm_read_many: {
-    parameters: ["u32", "buffer", "f64", "f64", "buffer", "f64", "buffer"],
+    parameters: ["f64", "buffer", "f64", "f64", "buffer", "f64", "buffer"],
     result: "i32",
   },
-  gm_write: { parameters: ["u32", "f64", "buffer", "f64", "buffer"], result: "i32" },
-  gm_flush: { parameters: ["u32", "f64", "f64", "buffer"], result: "i32" },
-  gm_advise: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },
-  gm_prefault: { parameters: ["u32", "f64", "f64", "u32", "buffer"], result: "i32" },
+  gm_write: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
+  gm_flush: { parameters: ["f64", "f64", "f64", "buffer"], result: "i32" },
+  gm_advise: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
+  gm_prefault: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
-  gm_salvage_faults: { parameters: ["u32", "buffer"], result: "i32" },
+  gm_salvage_faults: { parameters: ["f64", "buffer"], result: "i32" },
   // MapPool channels (workers/).
   gm_channel_create: { parameters: ["f64", "buffer"], result: "i32" },
   gm_channel_attach: { parameters: ["buffer", "usize", "buffer"], result: "i32" },
-  gm_channel_close: { parameters: ["u32"], result: "i32" },
-  gm_channel_address: { parameters: ["u32"], result: "pointer" },
-  gm_channel_watch: { parameters: ["u32", "i32"], result: "i32" },
+  gm_channel_close: { parameters: ["f64"], result: "i32" },
+  gm_channel_address: { parameters: ["f64"], result: "pointer" },
+  gm_channel_watch: { parameters: ["f64", "i32"], result: "i32" },
   gm_channel_post: {
-    parameters: ["u32", "u32", "u32", "f64", "f64", "f64", "u32"],
+    parameters: ["f64", "u32", "f64", "f64", "f64", "f64", "u32"],
     result: "i32",
   },
   // On Deno's blocking thread pool: the host's event loop keeps running while a worker runs a
   // kernel or opens a file.
   gm_channel_wait_async: {
     name: "gm_channel_wait",
-    parameters: ["u32", "f64", "buffer"],
+    parameters: ["f64", "f64", "buffer"],
     result: "i32",
     nonblocking: true,
   },
   // The pool's data calls wait at most their budget (the last f64 before the detail) on the
   // calling thread, then return `pending`; gm_pool_resume_async waits for the rest off it.
   gm_channel_call: {
-    parameters: ["u32", "u32", "u32", "f64", "f64", "u32", "f64", "f64", "buffer"],
+    parameters: ["f64", "u32", "f64", "f64", "f64", "u32", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_read: {
-    parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "f64", "buffer"],
+    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_write: {
-    parameters: ["u32", "u32", "f64", "buffer", "f64", "f64", "f64", "buffer"],
+    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_read_many: {
-    parameters: ["u32", "u32", "buffer", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
+    parameters: ["f64", "f64", "buffer", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_resume_async: {
     name: "gm_pool_resume",
-    parameters: ["u32", "buffer", "f64", "buffer", "f64", "f64", "buffer"],
+    parameters: ["f64", "buffer", "f64", "buffer", "f64", "f64", "buffer"],
     result: "i32",
     nonblocking: true,
   },
-  gm_channel_serve: { parameters: ["u32", "i32"], result: "i32" },
-  gm_channel_reply: { parameters: ["u32", "i32", "f64"], result: "i32" },
+  gm_channel_serve: { parameters: ["f64", "i32"], result: "i32" },
+  gm_channel_reply: { parameters: ["f64", "i32", "f64"], result: "i32" },
   gm_worker_bind_to_parent: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's functions, as `Deno.dlopen` types them. */
 export type Native = Deno.DynamicLibrary<typeof symbols>["symbols"];
 
+/** Where the loaded library came from and, for the prebuilt one, what the load found. */
+export interface LibraryInfo {
+  /** The path given to `dlopen` (`/proc/self/fd/N` for a memory file). */
+  path: string;
+  /** Which step of the search found it. */
+  source: "GUARDMAP_LIB" | "local build" | "cache" | "memory file" | "built with Zig";
+  /** The SHA-256 it was verified against, when it was. */
+  sha256?: string;
+  /** Cache files that did not verify and were replaced (also printed as warnings). */
+  repaired: string[];
+  /** Why a memory file was used instead of the cache. */
+  note?: string;
+  /** Whether this process decoded the embedded copy (a cache miss, a repair, a memory file). */
+  decoded?: boolean;
+}
+
 let loaded: Native | undefined;
-let loadedPath: string | undefined;
+let loadedInfo: LibraryInfo | undefined;
 
 /**
  * Loads libguardmap once per process (or Web Worker) and installs its fault handler.
@@ -106,14 +138,18 @@ let loadedPath: string | undefined;
 export function native(): Native {
   if (loaded !== undefined) return loaded;
   const attempts: string[] = [];
-  for (const candidate of candidates()) {
-    const library = tryOpen(candidate, attempts);
+  for (const candidate of candidates(attempts)) {
+    const library = tryOpen(candidate.path, attempts);
     if (library !== undefined) return accept(library, candidate);
   }
+  const prebuilt = openPrebuilt(attempts);
+  if (prebuilt !== undefined) return accept(prebuilt.library, prebuilt.info);
   const built = buildWithZig(attempts);
   if (built !== undefined) {
     const library = tryOpen(built, attempts);
-    if (library !== undefined) return accept(library, built);
+    if (library !== undefined) {
+      return accept(library, { path: built, source: "built with Zig", repaired: [] });
+    }
   }
   throw new GuardmapError(
     "guardmap: the native library libguardmap could not be loaded.\n" +
@@ -135,10 +171,50 @@ export function native(): Native {
  * ```
  */
 export function libraryPath(): string | undefined {
-  return loadedPath;
+  return loadedInfo?.path;
 }
 
-function accept(library: Deno.DynamicLibrary<typeof symbols>, path: string): Native {
+/**
+ * Where the loaded library came from, or `undefined` before it is loaded.
+ *
+ * @example
+ * ```ts
+ * import { libraryInfo, MappedFile } from "../mod.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array(16));
+ * MappedFile.open(path).close(); // loads the library
+ * console.log(libraryInfo()?.source); // "local build" in a checkout, "cache" from JSR
+ * ```
+ */
+export function libraryInfo(): LibraryInfo | undefined {
+  return loadedInfo === undefined ? undefined : { ...loadedInfo };
+}
+
+/**
+ * How a MapPool worker process loads the same library without decoding it again: the
+ * environment to give it (`GUARDMAP_LIB`, and `GUARDMAP_LIB_SHA256` for a cached file, which the
+ * worker verifies) and the paths it must be allowed to read for that. A memory file cannot be
+ * shared by path: the worker then finds the library itself.
+ *
+ * @example
+ * ```ts
+ * import { native, workerLibrary } from "./library.ts";
+ * native();
+ * console.log(Object.keys(workerLibrary().env)); // ["GUARDMAP_LIB"] in a checkout
+ * ```
+ */
+export function workerLibrary(): { env: Record<string, string>; read: string[] } {
+  const info = loadedInfo;
+  if (info === undefined || info.source === "memory file") return { env: {}, read: [] };
+  if (info.sha256 === undefined) return { env: { GUARDMAP_LIB: info.path }, read: [] };
+  return {
+    env: { GUARDMAP_LIB: info.path, GUARDMAP_LIB_SHA256: info.sha256 },
+    read: [info.path],
+  };
+}
+
+function accept(library: Deno.DynamicLibrary<typeof symbols>, info: LibraryInfo): Native {
+  const path = info.path;
   const version = library.symbols.gm_abi_version();
   if (version !== ABI_VERSION) {
     library.close();
@@ -157,7 +233,7 @@ function accept(library: Deno.DynamicLibrary<typeof symbols>, path: string): Nat
     );
   }
   loaded = library.symbols;
-  loadedPath = path;
+  loadedInfo = info;
   keepGuardInFront(loaded);
   return loaded;
 }
@@ -214,16 +290,102 @@ function envVar(name: string): string | undefined {
   return Deno.env.get(name) || undefined;
 }
 
-function candidates(): string[] {
-  const found: string[] = [];
+/** GUARDMAP_LIB (checked against GUARDMAP_LIB_SHA256 when that is set), then the local build. */
+function candidates(attempts: string[]): LibraryInfo[] {
+  const found: LibraryInfo[] = [];
   const fromEnv = envVar("GUARDMAP_LIB");
-  if (fromEnv !== undefined) found.push(fromEnv);
-  const root = projectRoot();
-  if (root !== undefined) {
-    const dir = Deno.build.os === "windows" ? "bin" : "lib";
-    found.push(join(root, "zig", "zig-out", dir, libraryFileName()));
+  const sha256 = envVar("GUARDMAP_LIB_SHA256");
+  if (fromEnv !== undefined && sha256 !== undefined) {
+    let state: string;
+    try {
+      state = verifyFile(fromEnv, sha256);
+    } catch (error) {
+      state = error instanceof Error ? error.message : String(error);
+    }
+    if (state === "ok") {
+      found.push({ path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] });
+    } else {
+      attempts.push(`GUARDMAP_LIB=${fromEnv} did not verify against GUARDMAP_LIB_SHA256: ${state}`);
+    }
+  } else if (fromEnv !== undefined) {
+    found.push({ path: fromEnv, source: "GUARDMAP_LIB", repaired: [] });
+  }
+  const local = localBuildPath();
+  if (local !== undefined && mayExist(local)) {
+    found.push({ path: local, source: "local build", repaired: [] });
+  } else if (local !== undefined) {
+    attempts.push(`no local build at ${local}`);
   }
   return found;
+}
+
+/** False only when the file surely does not exist (no dlopen, whose permission may be narrow). */
+function mayExist(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
+}
+
+function localBuildPath(): string | undefined {
+  const root = projectRoot();
+  if (root === undefined) return undefined;
+  const dir = Deno.build.os === "windows" ? "bin" : "lib";
+  return join(root, "zig", "zig-out", dir, libraryFileName());
+}
+
+/**
+ * The prebuilt library through the verified cache; on Linux, through a memory file when the
+ * cache cannot be used or its file cannot be loaded.
+ */
+function openPrebuilt(
+  attempts: string[],
+): { library: Deno.DynamicLibrary<typeof symbols>; info: LibraryInfo } | undefined {
+  const { prebuilt, reason } = embeddedLibrary();
+  if (prebuilt === undefined) {
+    attempts.push(reason);
+    return undefined;
+  }
+  const sha256 = prebuilt.sha256;
+  let problem: string;
+  try {
+    const cached = cachedLibrary(prebuilt);
+    for (const line of cached.repaired) console.warn(`guardmap: ${line}`);
+    const library = tryOpen(cached.path, attempts);
+    const info: LibraryInfo = { source: "cache", sha256, ...cached };
+    if (library !== undefined) return { library, info };
+    problem = `${cached.path} verified but did not load`;
+  } catch (error) {
+    if (!(error instanceof CacheUnavailable)) {
+      // A damaged embedded module, say: the error says what to do; nothing else to try here.
+      attempts.push(error instanceof Error ? error.message : String(error));
+      return undefined;
+    }
+    problem = error.message;
+  }
+  if (Deno.build.os !== "linux") {
+    attempts.push(problem);
+    return undefined;
+  }
+  try {
+    const path = memoryFilePath(decodePrebuilt(prebuilt), cachedFileName(prebuilt));
+    const library = tryOpen(path, attempts);
+    const info: LibraryInfo = {
+      path,
+      source: "memory file",
+      sha256,
+      repaired: [],
+      note: problem,
+      decoded: true,
+    };
+    if (library !== undefined) return { library, info };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    attempts.push(`${problem}; loading it from a memory file failed too: ${message}`);
+  }
+  return undefined;
 }
 
 function zigCompiler(root: string): string | undefined {
@@ -265,5 +427,5 @@ function buildWithZig(attempts: string[]): string | undefined {
     attempts.push(`could not run ${zig}: ${error instanceof Error ? error.message : error}`);
     return undefined;
   }
-  return candidates().at(-1);
+  return localBuildPath();
 }

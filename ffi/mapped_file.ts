@@ -8,16 +8,25 @@ import { native } from "./library.ts";
 import { Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
-import { asBytes } from "./bytes.ts";
+import { asBytes, checkPosition } from "./bytes.ts";
 import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
-import { MODES, openError, resolveOpen } from "./open_options.ts";
+import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
+import { noteOpen, noteRelease } from "./gc_nudge.ts";
 
 /**
  * How a file is mapped, as in `numpy.memmap`:
  * - `"r"`: read-only, shared (the default);
  * - `"r+"`: read-write, shared; the file must already cover the window;
  * - `"w+"`: create or truncate the file, then size it to `offset + length` and reserve its blocks
- *   (so a full disk fails at open, not later); needs `length`;
+ *   (so a full disk fails at open, not later); needs `length`. Before it truncates anything it
+ *   checks the process's file-size limit (`RLIMIT_FSIZE`), the file system's largest file and
+ *   the free space (counting the blocks the old file gives back): when one of them says no, the
+ *   open throws and the file keeps its content and size. If the reservation still fails after
+ *   that (another writer took the space, a quota, file-system metadata the estimate cannot
+ *   see), the old content is already gone: the file is left at 0 bytes, every block the attempt
+ *   took is given back, and a file the open created is removed. On Windows the space check
+ *   is the same (the caller's free space, quotas included), but the largest file is only found
+ *   by the sizing itself, after the truncation;
  * - `"c"`: copy-on-write, private: writes are visible through this map only, never in the file.
  */
 export type MapMode = "r" | "r+" | "w+" | "c";
@@ -122,10 +131,28 @@ const sizeOut = new Uint8Array(8);
 const sizeView = new DataView(sizeOut.buffer);
 const encoder = new TextEncoder();
 
-// A map the program forgot to close is unmapped when it is collected, unless it handed out a
-// zero-copy view: that view may still be reachable, and unmapping under it would crash.
-const leaked = new FinalizationRegistry<number>((handle) => {
-  native().gm_close(handle);
+/** What the finalizer of a map that was never closed needs: its handle and its view, if any. */
+interface Leaked {
+  handle: number;
+  view: WeakRef<ArrayBuffer> | undefined;
+}
+
+// A map the program dropped without close() is released when the garbage collector finds it
+// (between tasks: finalizers never run inside a synchronous loop). Without a zero-copy view it is
+// unmapped. With one, the view may outlive the map: while the view's own buffer is reachable the
+// map waits for it; once the buffer is gone (or was transferred, so a copy of it may live
+// anywhere), the library closes the file but leaves the range mapped to zeros instead of
+// unmapping it, so a late access reads zeros and cannot crash.
+const leaked = new FinalizationRegistry<Leaked>(({ handle, view }) => {
+  const buffer = view?.deref();
+  if (buffer !== undefined && !buffer.detached) return leakedViews.register(buffer, handle);
+  noteRelease(true);
+  if (view === undefined) native().gm_close(handle);
+  else native().gm_release(handle);
+});
+const leakedViews = new FinalizationRegistry<number>((handle) => {
+  noteRelease(true);
+  native().gm_release(handle);
 });
 
 /**
@@ -159,6 +186,7 @@ export class MappedFile implements Disposable {
   #handle: number;
   #closed = false;
   #view: ArrayBuffer | undefined;
+  #leaked: Leaked;
   #salvage = false;
   /** Salvaged faults already reported by a read, write or check. */
   #reportedFaults = 0;
@@ -169,17 +197,22 @@ export class MappedFile implements Disposable {
     this.#handle = handle;
     this.offset = offset;
     this.byteLength = length;
-    leaked.register(this, handle, this);
+    this.#leaked = { handle, view: undefined };
+    leaked.register(this, this.#leaked, this);
   }
 
   /**
    * Opens `path` and maps a window of it.
    *
-   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.PermissionDenied`
-   * or `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
-   * `RangeError` for a bad offset or length, or a window past the end of the file;
-   * {@linkcode GuardmapError} for the rest (for example `code: "ENOSPC"` in mode `"w+"`).
-   * On failure nothing stays open or mapped.
+   * Throws `Deno.errors.NotFound`, `Deno.errors.IsADirectory`, `Deno.errors.NotADirectory`,
+   * `Deno.errors.FilesystemLoop` (`code: "ELOOP"`), `Deno.errors.PermissionDenied` or
+   * `Deno.errors.NotCapable` (missing `--allow-read`/`--allow-write`) like `Deno.open`;
+   * `TypeError` for arguments of the wrong type (a mode string where the options belong, a
+   * `null` option, an unknown key, a NUL in the path); `RangeError` for a bad offset or length,
+   * or a window past the end of the file; `NotRegularFileError` for a FIFO, socket or device
+   * (never waiting on it); `FileTooLargeError` when a `"w+"` window ends past the file system's
+   * largest file or `RLIMIT_FSIZE`; {@linkcode GuardmapError} for the rest (for example
+   * `code: "ENOSPC"` in mode `"w+"`, `"ENAMETOOLONG"`). On failure nothing stays open or mapped.
    *
    * @example Map the second mebibyte of a file read-only
    * ```ts
@@ -206,14 +239,16 @@ export class MappedFile implements Disposable {
         (writes === "pwrite" ? OPEN_FLAG_WRITES_TO_FILE : 0),
       out,
     );
+    noteOpen(status === Status.ok);
     const view = new DataView(out.buffer);
     if (status !== Status.ok) {
-      throw openError(status, view.getInt32(24, true), filePath, mode, offset, length);
+      throw openError(status, openFailure(out), filePath, mode, offset, length);
     }
-    const handle = view.getUint32(0, true);
+    const handle = view.getFloat64(0, true);
     const windowLength = view.getBigUint64(8, true);
     if (offset + windowLength > BigInt(Number.MAX_SAFE_INTEGER)) {
       lib.gm_close(handle);
+      noteRelease(false);
       throw new RangeError(
         `the window ends at byte ${offset + windowLength}, past 2^53; map a smaller window`,
       );
@@ -244,7 +279,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   read(target: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "read");
+    checkPosition(position, "read");
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
@@ -284,7 +320,7 @@ export class MappedFile implements Disposable {
     positions: Float64Array | readonly number[],
     length: number,
   ): number {
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "readMany");
     if (this.#closed) throw new MapClosedError("read", this.path);
     if (this.#salvage) this.#reportSalvaged("read");
     const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
@@ -329,7 +365,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   write(source: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(source);
+    const bytes = asBytes(source, "write");
+    checkPosition(position, "write");
     if (this.#closed) throw new MapClosedError("write", this.path);
     if (this.#salvage) this.#reportSalvaged("write");
     const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);
@@ -576,8 +613,8 @@ export class MappedFile implements Disposable {
       const pointer = native().gm_address(this.#handle);
       if (pointer === null) throw new MapClosedError("unsafeView", this.path);
       this.#view = Deno.UnsafePointerView.getArrayBuffer(pointer, this.byteLength);
-      // From now on the view may outlive this object: never unmap behind its back.
-      leaked.unregister(this);
+      // From now on the view may outlive this object: the finalizer must not unmap under it.
+      this.#leaked.view = new WeakRef(this.#view);
     }
     return new Uint8Array(this.#view);
   }
@@ -599,11 +636,16 @@ export class MappedFile implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    // Detach first: every typed array over the view now has length 0, so no JavaScript can
+    const view = this.#view;
+    // A detached view was transferred (structuredClone, postMessage, transfer()): its memory
+    // now belongs to another buffer, perhaps in another isolate, that close cannot reach.
+    const moved = view !== undefined && view.detached;
+    // Otherwise detach it: every typed array over it now has length 0, so no JavaScript can
     // touch the pages after they are unmapped.
-    this.#view?.transfer(0);
+    if (view !== undefined && !moved) view.transfer(0);
     this.#view = undefined;
-    const status = native().gm_close(this.#handle);
+    // A moved view keeps its address range, mapped to zeros: reads give zeros, not a crash.
+    const status = moved ? native().gm_release(this.#handle) : native().gm_close(this.#handle);
     if (status === Status.busy) {
       throw new GuardmapError(
         `cannot close the map of "${this.path}": another thread is copying through it; retry`,
@@ -612,6 +654,7 @@ export class MappedFile implements Disposable {
     }
     this.#closed = true;
     leaked.unregister(this);
+    noteRelease(false);
   }
 
   /** Same as `close()`, for `using`. */

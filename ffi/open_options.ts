@@ -6,12 +6,19 @@
  */
 import { fileURLToPath } from "node:url";
 import { errorCodeOf, Status } from "./status.ts";
-import { GuardmapError } from "./errors.ts";
+import {
+  FileTooLargeError,
+  GuardmapError,
+  NotRegularFileError,
+  type NotRegularFileKind,
+} from "./errors.ts";
 import type { MapMode, OpenOptions } from "./mapped_file.ts";
 
 /** The library's number for each mode. */
 export const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
 const OFFSET_MAX = 2n ** 63n - 1n;
+/** How many maps a process may have open at once: `slot_count_max` in zig/src/handles.zig. */
+const MAP_LIMIT = 4096;
 
 /** Open options, checked: a string path, a known mode, 64-bit offset and optional length. */
 export interface ResolvedOpen {
@@ -40,11 +47,13 @@ export interface ResolvedOpen {
  */
 export function resolveOpen(path: string | URL, options: OpenOptions): ResolvedOpen {
   const filePath = pathString(path);
-  const mode = options.mode ?? "r";
-  if (!Object.hasOwn(MODES, mode)) {
-    throw new TypeError(`mode must be "r", "r+", "w+" or "c", got ${JSON.stringify(mode)}`);
+  checkOptions(options);
+  // `undefined` only: null is not "the default" but a mistake, refused below like any other.
+  const mode = options.mode === undefined ? "r" : options.mode;
+  if (typeof mode !== "string" || !Object.hasOwn(MODES, mode)) {
+    throw new TypeError(`options.mode must be "r", "r+", "w+" or "c", got ${describe(mode)}`);
   }
-  const offset = byteCount(options.offset ?? 0, "offset");
+  const offset = byteCount(options.offset === undefined ? 0 : options.offset, "offset");
   const length = options.length === undefined ? undefined : byteCount(options.length, "length");
   if (length === 0n) throw new RangeError("length must be at least 1 byte");
   if (mode === "w+" && length === undefined) {
@@ -53,9 +62,12 @@ export function resolveOpen(path: string | URL, options: OpenOptions): ResolvedO
   if (length !== undefined && offset + length > OFFSET_MAX) {
     throw new RangeError(`offset + length (${offset + length}) exceeds the largest file offset`);
   }
-  const writes = options.writes ?? "map";
+  const writes = options.writes === undefined ? "map" : options.writes;
   if (writes !== "map" && writes !== "pwrite") {
-    throw new TypeError(`writes must be "map" or "pwrite", got ${JSON.stringify(writes)}`);
+    throw new TypeError(`options.writes must be "map" or "pwrite", got ${describe(writes)}`);
+  }
+  if (options.salvage !== undefined && typeof options.salvage !== "boolean") {
+    throw new TypeError(`options.salvage must be true or false, got ${describe(options.salvage)}`);
   }
   if (writes === "pwrite" && mode !== "r+" && mode !== "w+") {
     throw new TypeError(
@@ -73,12 +85,56 @@ export function resolveOpen(path: string | URL, options: OpenOptions): ResolvedO
   return { path: filePath, mode, offset, length, writes };
 }
 
+const OPTION_NAMES = ["mode", "offset", "length", "salvage", "writes"];
+
+/** The options must be an object of known keys: a typo or a bare mode must not open "r". */
+function checkOptions(options: unknown): asserts options is OpenOptions {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    const hint = typeof options === "string" && Object.hasOwn(MODES, options)
+      ? `; to give the mode, write { mode: ${JSON.stringify(options)} }`
+      : "";
+    throw new TypeError(
+      `options must be an object such as { mode: "r+" }, got ${describe(options)}${hint}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(key)) {
+      throw new TypeError(
+        `options has an unknown key ${JSON.stringify(key)}; the keys are ${
+          OPTION_NAMES.join(", ")
+        }`,
+      );
+    }
+  }
+}
+
+/** A value as an error message shows it. */
+function describe(value: unknown): string {
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "bigint") return `${value}n`;
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" && value !== null ? "an object" : String(value);
+}
+
 function pathString(path: string | URL): string {
   if (path instanceof URL) return fileURLToPath(path);
   if (typeof path !== "string" || path.length === 0) {
-    throw new TypeError(`path must be a non-empty string or a file: URL, got ${String(path)}`);
+    throw new TypeError(`path must be a non-empty string or a file: URL, got ${describe(path)}`);
+  }
+  const nul = path.indexOf("\0");
+  if (nul !== -1) {
+    throw new TypeError(
+      `path must not contain a NUL character (found at index ${nul} of ${
+        JSON.stringify(shortPath(path))
+      }); the OS would end the path there`,
+    );
   }
   return path;
+}
+
+/** A path short enough for a message: long ones keep their start and end. */
+export function shortPath(path: string): string {
+  return path.length <= 200 ? path : `${path.slice(0, 100)}...${path.slice(-60)}`;
 }
 
 function byteCount(value: number | bigint, name: string): bigint {
@@ -89,7 +145,7 @@ function byteCount(value: number | bigint, name: string): bigint {
     return value;
   }
   if (typeof value !== "number") {
-    throw new TypeError(`${name} must be a number or a bigint, got ${typeof value}`);
+    throw new TypeError(`options.${name} must be a number or a bigint, got ${describe(value)}`);
   }
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new RangeError(
@@ -116,49 +172,206 @@ export function checkPermissions(path: string, mode: MapMode): void {
   }
 }
 
-/** The error for a failed open: Deno's own classes where they fit, else GuardmapError. */
+/** What the library's 32-byte open record says about a failed open. */
+export interface OpenFailure {
+  /** errno or Win32 error of the failing call; 0 when a check refused the open first. */
+  osError: number;
+  /** For `not_regular_file`: the kind of file, S_IFMT >> 12 as on Linux. */
+  fileKind: number;
+  /** For `file_too_large`/`file_size_limit`: the limit; for `no_space`: the bytes needed. */
+  limitBytes: bigint;
+  /** For `no_space` found by the space check: the bytes the file system could give. */
+  availableBytes: bigint;
+}
+
+/**
+ * Reads the failure fields of gm_open's 32-byte result record.
+ *
+ * @example
+ * ```ts
+ * import { openFailure } from "./open_options.ts";
+ * console.log(openFailure(new Uint8Array(32)).osError); // 0
+ * ```
+ */
+export function openFailure(record: Uint8Array): OpenFailure {
+  const view = new DataView(record.buffer, record.byteOffset, 32);
+  return {
+    osError: view.getInt32(24, true),
+    fileKind: view.getUint32(28, true),
+    limitBytes: view.getBigUint64(8, true),
+    availableBytes: view.getBigUint64(16, true),
+  };
+}
+
+/** The failures Deno has an error class for, as `Deno.open` reports them. */
+const DENO_ERRORS: Record<number, [new (message: string) => Error, (osError: number) => string]> = {
+  [Status.not_found]: [Deno.errors.NotFound, () => "no such file"],
+  [Status.not_directory]: [
+    Deno.errors.NotADirectory,
+    () => "a component of the path is a file, not a directory (ENOTDIR); check the path",
+  ],
+  [Status.permission_denied]: [
+    Deno.errors.PermissionDenied,
+    (osError) => `the OS denied access (errno ${osError})`,
+  ],
+  [Status.is_directory]: [Deno.errors.IsADirectory, () => "it is a directory"],
+  [Status.symlink_loop]: [
+    Deno.errors.FilesystemLoop,
+    () =>
+      "too many levels of symbolic links (ELOOP); a link along the path points back at itself " +
+      "or the chain is longer than 40: fix the links",
+  ],
+};
+
+const FILE_KINDS: Record<number, NotRegularFileKind> = {
+  1: "FIFO",
+  2: "character device",
+  4: "directory",
+  6: "block device",
+  10: "symbolic link",
+  12: "socket",
+};
+
+/**
+ * The error for a failed open: Deno's own classes where they fit, else GuardmapError or one of
+ * its subclasses. `failure` may be a bare OS error number (a worker of an older protocol).
+ */
 export function openError(
   status: number,
-  osError: number,
+  failure: OpenFailure | number,
   path: string,
   mode: MapMode,
   offset: bigint,
   length: bigint | undefined,
 ): Error {
-  const where = `"${path}" (mode "${mode}", offset ${offset}` +
+  const found: OpenFailure = typeof failure === "number"
+    ? { osError: failure, fileKind: 0, limitBytes: 0n, availableBytes: 0n }
+    : failure;
+  const where = `"${shortPath(path)}" (mode "${mode}", offset ${offset}` +
     `${length === undefined ? "" : `, length ${length}`})`;
-  const withCode = <E extends Error>(error: E): E =>
-    Object.assign(error, { code: errorCodeOf(status) });
+  const code = errorCodeOf(status);
+  const withCode = <E extends Error>(error: E): E => Object.assign(error, { code });
+  const guardmap = (message: string) =>
+    new GuardmapError(`guardmap: cannot map ${where}: ${message}`, {
+      code,
+      status,
+      path,
+      osError: found.osError,
+    });
+  const denoError = DENO_ERRORS[status];
+  if (denoError !== undefined) {
+    const [ErrorClass, reason] = denoError;
+    return withCode(new ErrorClass(`guardmap: cannot map ${where}: ${reason(found.osError)}`));
+  }
+  const end = offset + (length ?? 0n);
   switch (status) {
-    case Status.not_found:
-      return withCode(new Deno.errors.NotFound(`guardmap: cannot map ${where}: no such file`));
-    case Status.permission_denied:
-      return withCode(
-        new Deno.errors.PermissionDenied(
-          `guardmap: cannot map ${where}: the OS denied access (errno ${osError})`,
-        ),
+    case Status.name_too_long:
+      return guardmap(nameTooLong(path));
+    case Status.not_regular_file: {
+      const kind = FILE_KINDS[found.fileKind] ?? "special file";
+      return new NotRegularFileError(
+        `guardmap: cannot map ${where}: not a regular file: ${kind}; only regular files can ` +
+          "be mapped (copy the data into a file first)",
+        { code, status, path, osError: found.osError, kind },
       );
-    case Status.is_directory:
-      return withCode(
-        new Deno.errors.IsADirectory(`guardmap: cannot map ${where}: it is a directory`),
+    }
+    case Status.file_too_large:
+    case Status.file_size_limit:
+      return fileTooLarge(status, found, path, where, end);
+    case Status.no_space:
+      return guardmap(noSpace(found));
+    case Status.file_busy:
+      return guardmap(
+        "the file is a running program or an active swap file (ETXTBSY) and cannot be opened " +
+          'for writing; map it with mode "r" or "c", or stop what uses it',
       );
     case Status.empty_window:
       return new RangeError(
-        `guardmap: cannot map ${where}: the window would be empty (the file ends at the offset)`,
+        `guardmap: cannot map ${where}: the window would be empty (the file ends at the ` +
+          "offset; files in /proc and /sys report a size of 0 and cannot be mapped)",
       );
     case Status.window_past_end:
       return new RangeError(
         `guardmap: cannot map ${where}: the window reaches past the end of the file; ` +
           `use a smaller length, or mode "w+" to create the file at that size`,
       );
+    case Status.map_limit:
+      return guardmap(
+        `this process already has ${MAP_LIMIT} maps open, the most guardmap allows at once; ` +
+          "close maps you no longer need (`using` closes them at the end of a scope). A map " +
+          "dropped without close() counts until the garbage collector finds it, which happens " +
+          "only between tasks, not inside a synchronous loop",
+      );
     case Status.invalid_argument:
     case Status.overflow:
-      return new RangeError(`guardmap: cannot map ${where}: invalid offset or length`);
-    default:
-      return new GuardmapError(
-        `guardmap: cannot map ${where}: ${errorCodeOf(status)} (status ${status}, ` +
-          `os error ${osError})`,
-        { code: errorCodeOf(status), status, path, osError },
+      return new RangeError(
+        `guardmap: cannot map ${where}: the library refused the offset or length ` +
+          `(${code}, os error ${found.osError})`,
       );
+    default:
+      return guardmap(`${code} (status ${status}, os error ${found.osError})`);
   }
+}
+
+function nameTooLong(path: string): string {
+  const encoder = new TextEncoder();
+  const pathBytes = encoder.encode(path).byteLength;
+  if (pathBytes >= 4096) {
+    return `the path is too long (ENAMETOOLONG): ${pathBytes} bytes, and Linux allows at most ` +
+      "4,095; use a shorter path (or change into a directory near the file first)";
+  }
+  const longest = path.split("/").reduce(
+    (best, name) =>
+      encoder.encode(name).byteLength > best.bytes
+        ? { name, bytes: encoder.encode(name).byteLength }
+        : best,
+    { name: "", bytes: 0 },
+  );
+  return `a name in the path is too long (ENAMETOOLONG): "${shortPath(longest.name)}" is ` +
+    `${longest.bytes} bytes, and most file systems allow at most 255; use a shorter name`;
+}
+
+function fileTooLarge(
+  status: number,
+  found: OpenFailure,
+  path: string,
+  where: string,
+  end: bigint,
+): FileTooLargeError {
+  const limit = found.limitBytes === 0n ? undefined : found.limitBytes;
+  const rlimit = status === Status.file_size_limit;
+  const message = rlimit
+    ? `the window would end at byte ${end}, past this process's file-size limit ` +
+      `(RLIMIT_FSIZE, ${limit} bytes; see ulimit -f), where growing the file would kill the ` +
+      "process with SIGXFSZ. Raise the limit or map a smaller window; the file was not changed"
+    : `the window would end at byte ${end}, past the largest file this file system allows` +
+      `${limit === undefined ? "" : ` (${limit} bytes)`} (EFBIG). Map a smaller window or use ` +
+      "another file system; the file was not changed";
+  return new FileTooLargeError(`guardmap: cannot map ${where}: ${message}`, {
+    code: errorCodeOf(status),
+    status,
+    path,
+    osError: found.osError,
+    limitBytes: limit,
+    limit: rlimit ? "process" : "file system",
+  });
+}
+
+function noSpace(found: OpenFailure): string {
+  if (found.osError === 0 && found.limitBytes > 0n) {
+    return `not enough space on the device (ENOSPC): the window needs ${found.limitBytes} ` +
+      `bytes and the file system can give ${found.availableBytes} (its free space plus the ` +
+      "old file's blocks). The file was not changed; free some space or map a smaller window";
+  }
+  const quota = found.osError === 122;
+  if (found.limitBytes === 0n) {
+    return `${quota ? "the disk quota is exhausted (EDQUOT)" : "no space left on the device"}` +
+      ` (os error ${found.osError}); free some space`;
+  }
+  return `${
+    quota ? "the disk quota is exhausted (EDQUOT)" : "no space left on the device (ENOSPC)"
+  } while reserving the window's ${found.limitBytes} bytes, although the space check had found room (another ` +
+    "writer, a quota or the file system's own metadata took it). The file was truncated to 0 " +
+    "bytes, which gave back every block the attempt took: its old content is gone. A file " +
+    "this open created was removed";
 }

@@ -38,6 +38,13 @@ export const Status: {
   readonly handler_not_installed: 19;
   readonly worker_gone: 20;
   readonly timed_out: 21;
+  readonly name_too_long: 22;
+  readonly file_too_large: 23;
+  readonly file_size_limit: 24;
+  readonly symlink_loop: 25;
+  readonly file_busy: 26;
+  readonly not_directory: 27;
+  readonly map_limit: 30;
   readonly pending: 35;
   readonly unexpected: 99;
 } = {
@@ -63,6 +70,13 @@ export const Status: {
   handler_not_installed: 19,
   worker_gone: 20,
   timed_out: 21,
+  name_too_long: 22,
+  file_too_large: 23,
+  file_size_limit: 24,
+  symlink_loop: 25,
+  file_busy: 26,
+  not_directory: 27,
+  map_limit: 30,
   pending: 35,
   unexpected: 99,
 };
@@ -107,6 +121,13 @@ const ERROR_CODES: Record<number, string> = {
   [Status.handler_not_installed]: "NO_FAULT_HANDLER",
   [Status.worker_gone]: "WORKER_GONE",
   [Status.timed_out]: "ETIMEDOUT",
+  [Status.name_too_long]: "ENAMETOOLONG",
+  [Status.file_too_large]: "EFBIG",
+  [Status.file_size_limit]: "RLIMIT_FSIZE",
+  [Status.symlink_loop]: "ELOOP",
+  [Status.file_busy]: "ETXTBSY",
+  [Status.not_directory]: "ENOTDIR",
+  [Status.map_limit]: "MAP_LIMIT",
   [Status.pending]: "PENDING",
   [Status.unexpected]: "UNEXPECTED",
 };

@@ -1,6 +1,12 @@
 // Bad input: every case gives a clear, typed error and leaves no mapping or descriptor behind.
 import assert from "node:assert/strict";
-import { GuardmapError, MappedFile } from "../mod.ts";
+import {
+  FileTooLargeError,
+  type GuardmapError,
+  MappedFile,
+  MapPool,
+  NotRegularFileError,
+} from "../mod.ts";
 import { openDescriptors, runScript, scratch, writePattern } from "./util.ts";
 
 function mapsOfThisProcess(dir: string): number {
@@ -93,7 +99,10 @@ Deno.test("missing files, directories and other non-files", () => {
   refuses(
     tmp.dir,
     () => MappedFile.open("/dev/null"),
-    (error) => error instanceof GuardmapError && error.code === "NOT_REGULAR_FILE",
+    (error) =>
+      error instanceof NotRegularFileError && error.code === "NOT_REGULAR_FILE" &&
+      error.kind === "character device" &&
+      /not a regular file: character device/.test(error.message),
   );
   refuses(tmp.dir, () => MappedFile.open(""), isType);
 });
@@ -120,4 +129,136 @@ Deno.test("no permission: Deno's --allow-read/--allow-write are not bypassed by 
   );
   assert.equal(result.stdout.trim(), "NotCapable\nopened\nNotCapable", result.stderr);
   assert.equal(result.code, 0, result.stderr);
+});
+
+/** Asserts a TypeError whose message names `argument`. */
+const namesArgument = (argument: string) => (error: unknown) =>
+  error instanceof TypeError && error.message.includes(argument);
+
+Deno.test("read and write refuse what is not a typed array or DataView, naming the argument", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const original = writePattern(path, 100);
+  using map = MappedFile.open(path, { mode: "r+" });
+  const notViews: unknown[] = [new ArrayBuffer(4), [1, 2], "ab", null, undefined, 7, {}];
+  for (const value of notViews) {
+    assert.throws(() => map.write(value as Uint8Array, 0), namesArgument("write: source"));
+    assert.throws(() => map.read(value as Uint8Array, 0), namesArgument("read: target"));
+    assert.throws(
+      () => map.readMany(value as Uint8Array, [0], 1),
+      namesArgument("readMany: target"),
+    );
+  }
+  assert.throws(
+    () => map.read(new Uint8Array(2), "5" as unknown as number),
+    namesArgument("position"),
+  );
+  assert.throws(
+    () => map.write(new Uint8Array(2), null as unknown as number),
+    namesArgument("position"),
+  );
+  assert.deepEqual(Deno.readFileSync(path), original, "nothing was written");
+});
+
+Deno.test("open options: a bare mode string, null values and unknown keys are TypeErrors", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 100);
+  const open = (options: unknown) => () => MappedFile.open(path, options as { mode: "r" });
+  refuses(tmp.dir, open("r+"), namesArgument('{ mode: "r+" }'));
+  refuses(tmp.dir, open(null), namesArgument("options"));
+  refuses(tmp.dir, open({ mode: null }), namesArgument("options.mode"));
+  refuses(tmp.dir, open({ offset: null }), namesArgument("options.offset"));
+  refuses(tmp.dir, open({ length: null }), namesArgument("options.length"));
+  refuses(tmp.dir, open({ writes: null }), namesArgument("options.writes"));
+  refuses(tmp.dir, open({ salvage: "yes" }), namesArgument("options.salvage"));
+  refuses(tmp.dir, open({ mod: "r+" }), namesArgument('unknown key "mod"'));
+});
+
+Deno.test("pool calls check their arguments the same way", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 100);
+  await using pool = new MapPool({ workers: 1 });
+  await assert.rejects(
+    () => pool.open(path, "r+" as unknown as { mode: "r" }),
+    namesArgument("options"),
+  );
+  await assert.rejects(
+    () => pool.open(path, { mode: null } as unknown as { mode: "r" }),
+    namesArgument("options.mode"),
+  );
+  const file = await pool.open(path, { mode: "r+" });
+  for (const value of [new ArrayBuffer(4), [1], "ab"] as unknown[]) {
+    await assert.rejects(() => file.write(value as Uint8Array, 0), namesArgument("write: source"));
+    await assert.rejects(() => file.read(value as Uint8Array, 0), namesArgument("read: target"));
+    await assert.rejects(
+      () => file.readMany(value as Uint8Array, [0], 1),
+      namesArgument("readMany: target"),
+    );
+  }
+  await assert.rejects(
+    () => file.read(new Uint8Array(1), "1" as unknown as number),
+    namesArgument("position"),
+  );
+});
+
+Deno.test("paths: NUL, too long, a name too long, ELOOP, ENOTDIR, w+ past the largest file", () => {
+  using tmp = scratch();
+  refuses(
+    tmp.dir,
+    () => MappedFile.open(tmp.path("a\0b")),
+    namesArgument("path must not contain a NUL"),
+  );
+  const isCode = (code: string, pattern: RegExp) => (error: unknown) =>
+    error instanceof Error && (error as GuardmapError).code === code && pattern.test(error.message);
+  refuses(
+    tmp.dir,
+    () => MappedFile.open("/" + "a/".repeat(2100) + "f"),
+    isCode("ENAMETOOLONG", /the path is too long \(ENAMETOOLONG\): 4202 bytes/),
+  );
+  refuses(
+    tmp.dir,
+    () => MappedFile.open(tmp.path("n".repeat(300))),
+    isCode("ENAMETOOLONG", /is 300 bytes, and most file systems allow at most 255/),
+  );
+  refuses(
+    tmp.dir,
+    () => MappedFile.open(tmp.path("n".repeat(300)), { mode: "w+", length: 10 }),
+    isCode("ENAMETOOLONG", /is 300 bytes/),
+  );
+  Deno.symlinkSync(tmp.path("b"), tmp.path("a"));
+  Deno.symlinkSync(tmp.path("a"), tmp.path("b"));
+  refuses(
+    tmp.dir,
+    () => MappedFile.open(tmp.path("a")),
+    (error) =>
+      error instanceof Deno.errors.FilesystemLoop && isCode("ELOOP", /symbolic links/)(error),
+  );
+  const file = tmp.path("file.bin");
+  const original = writePattern(file, 100);
+  refuses(
+    tmp.dir,
+    () => MappedFile.open(`${file}/x`),
+    (error) =>
+      error instanceof Deno.errors.NotADirectory && isCode("ENOTDIR", /not a directory/)(error),
+  );
+  // 2^62 bytes: past any Linux file system's largest file (ext4: 16 TiB, tmpfs: 2^63 - 1 is
+  // refused as ENOSPC by the space check instead). Either way the file is not touched.
+  refuses(
+    tmp.dir,
+    () => MappedFile.open(file, { mode: "w+", length: 2n ** 62n }),
+    (error) => error instanceof FileTooLargeError || (error as GuardmapError).code === "ENOSPC",
+  );
+  assert.deepEqual(Deno.readFileSync(file), original, "w+ left the file as it was");
+});
+
+Deno.test('"w+" through a dangling symbolic link creates its target, as open(2) does', () => {
+  using tmp = scratch();
+  Deno.symlinkSync(tmp.path("target.bin"), tmp.path("link.bin"));
+  using map = MappedFile.open(tmp.path("link.bin"), { mode: "w+", length: 10 });
+  map.write(new Uint8Array([5]), 9);
+  map.flush();
+  assert.equal(Deno.statSync(tmp.path("target.bin")).size, 10);
+  assert.ok(Deno.lstatSync(tmp.path("link.bin")).isSymlink);
 });

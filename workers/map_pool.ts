@@ -7,14 +7,14 @@
  */
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
-import { libraryPath, native } from "../ffi/library.ts";
+import { native, workerLibrary } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
 import { GRANTS_PER_RUN_MAX, hostOf, KernelAccess } from "./kernel_access.ts";
 import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
-import { asBytes } from "../ffi/bytes.ts";
+import { asBytes, checkPosition } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
   Advice,
@@ -267,7 +267,7 @@ class PoolCore {
    * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
    */
   async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
-    if (options.salvage === true) {
+    if (options?.salvage === true) {
       throw new TypeError(
         "salvage is for in-process maps (MappedFile.open); a MapPool worker that meets a lost " +
           "page dies and is restarted instead",
@@ -352,7 +352,7 @@ class PoolCore {
     if (status !== Status.ok) {
       throw openError(
         status,
-        answer.osError,
+        answer.failure ?? answer.osError,
         resolved.path,
         resolved.mode,
         resolved.offset,
@@ -690,7 +690,7 @@ class PoolCore {
       );
     }
     const result = new DataView(out.buffer);
-    worker.attachChannel(result.getUint32(0, true), this.#options.stagingBytes);
+    worker.attachChannel(result.getFloat64(0, true), this.#options.stagingBytes);
     // The memory file has no name, so nothing is left behind whenever this process dies: the
     // worker opens it through this process's descriptor table.
     const channelPath = `/proc/${Deno.pid}/fd/${Number(result.getBigUint64(16, true))}`;
@@ -729,6 +729,8 @@ class PoolCore {
     const root = new URL("..", import.meta.url);
     const read = [
       ...(root.protocol === "file:" ? [fileURLToPath(root)] : []),
+      // The cached library, which the worker verifies before loading it.
+      ...workerLibrary().read,
       ...this.#options.read,
       ...this.#access.reads,
     ];
@@ -738,7 +740,7 @@ class PoolCore {
       "--quiet",
       "--no-prompt",
       "--allow-ffi",
-      `--allow-env=GUARDMAP_LIB`,
+      `--allow-env=GUARDMAP_LIB,GUARDMAP_LIB_SHA256`,
     ];
     if (read.length > 0) args.push(`--allow-read=${read.join(",")}`);
     if (this.#options.write.length > 0) args.push(`--allow-write=${this.#options.write.join(",")}`);
@@ -913,7 +915,8 @@ class Life {
     const child = new Deno.Command(Deno.execPath(), {
       args,
       // NO_COLOR: the stderr tail goes into error messages, without escape codes.
-      env: { GUARDMAP_LIB: libraryPath()!, NO_COLOR: "1" },
+      // The host's library, verified and loaded as it is (./ffi/library.ts: workerLibrary).
+      env: { ...workerLibrary().env, NO_COLOR: "1" },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -1003,7 +1006,7 @@ class PoolFileImpl implements PoolFile {
     length: number,
   ): Promise<number> {
     this.#usable("read");
-    const bytes = asBytes(target);
+    const bytes = asBytes(target, "readMany");
     const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
     if (length > this.#pool.stagingBytes / 2) {
       throw new RangeError(
@@ -1016,7 +1019,8 @@ class PoolFileImpl implements PoolFile {
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
     this.#usable(kind);
-    const bytes = asBytes(view);
+    const bytes = asBytes(view, kind);
+    checkPosition(position, kind);
     return await this.#pool.transfer(this, kind, bytes, position);
   }
 

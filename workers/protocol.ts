@@ -8,6 +8,7 @@
  * @module
  */
 import { deserialize, serialize } from "node:v8";
+import type { OpenFailure } from "../ffi/open_options.ts";
 import type { Denied } from "./kernel_access.ts";
 
 /** Operation numbers; 1 to 5 are served natively (zig/src/channel.zig). */
@@ -46,6 +47,8 @@ export interface OpenAnswer {
   handle: number;
   length: number;
   osError: number;
+  /** When the open failed: what the library's record says (see ffi/open_options.ts). */
+  failure?: OpenFailure;
 }
 
 /** Request of `Op.run`. */

@@ -13,6 +13,7 @@
  */
 import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
+import { openFailure } from "../ffi/open_options.ts";
 import {
   HEADER,
   HEADER_BYTES,
@@ -46,7 +47,7 @@ if (attachStatus !== Status.ok) {
   console.error(`guardmap worker: cannot attach to ${channelPath} (status ${attachStatus})`);
   Deno.exit(3);
 }
-const channel = new DataView(attached.buffer).getUint32(0, true);
+const channel = new DataView(attached.buffer).getFloat64(0, true);
 const stagingBytes = Number(new DataView(attached.buffer).getBigUint64(8, true));
 const region = Deno.UnsafePointerView.getArrayBuffer(
   lib.gm_channel_address(channel)!,
@@ -83,15 +84,17 @@ function open(): void {
   );
   const view = new DataView(out.buffer);
   const answer: OpenAnswer = {
-    handle: view.getUint32(0, true),
+    handle: view.getFloat64(0, true),
     length: Number(view.getBigUint64(8, true)),
     osError: view.getInt32(24, true),
+    failure: status === Status.ok ? undefined : openFailure(out),
   };
   reply(status, answer);
 }
 
 function close(): void {
-  const handle = header.getUint32(44, true);
+  // The map handle: bits 0-31 at byte 44, bits 32-52 at byte 60 (channel.zig).
+  const handle = header.getUint32(44, true) + header.getUint32(60, true) * 2 ** 32;
   // Detach first, so no kernel's leftover view can reach the unmapped pages.
   views.get(handle)?.transfer(0);
   views.delete(handle);

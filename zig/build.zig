@@ -4,11 +4,16 @@
 //!   zig build test                             unit and real-fault tests (Linux)
 //!   zig build -Dtarget=x86_64-windows-gnu      the Windows DLL (cross-compiled)
 //!   zig build -Dtarget=aarch64-linux-gnu       the Linux arm64 library (cross-compiled)
+//!   zig build -Dstrip=true                     without symbols and debug info (what
+//!                                              `tools/dev package` puts into the package)
 const std = @import("std");
 
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
     const optimize = b.standardOptimizeOption(.{});
+    // Stripping here, not with binutils' objcopy afterwards: the machine that packages may not
+    // have binutils, and Zig strips every target it can build for.
+    const strip = b.option(bool, "strip", "Leave out symbols and debug info") orelse false;
 
     const module = b.createModule(.{
         .root_source_file = b.path("src/root.zig"),
@@ -17,6 +22,7 @@ pub fn build(b: *std.Build) void {
         // Linux: the library is loaded into a glibc process (Deno) and uses glibc's sigaction so
         // that the signal return trampoline is the one glibc installs.
         .link_libc = target.result.os.tag == .linux,
+        .strip = strip,
     });
     const library = b.addLibrary(.{
         .linkage = .dynamic,

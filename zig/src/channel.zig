@@ -60,7 +60,8 @@ pub const Header = extern struct {
     length_bytes: u64,
     staging_offset: u64,
     argument: u32,
-    reserved0: u32,
+    /// Bits 32 and up of the map handle (`handle` holds bits 0-31): handles are 53-bit.
+    handle_high: u32,
     // The response.
     status: i32,
     reserved1: i32,
@@ -71,6 +72,23 @@ pub const Header = extern struct {
     host_cpu: i32,
     worker_cpu: i32,
 };
+
+/// Stores the map handle of a request (an f64 from the caller; anything that is not a valid
+/// handle is stored as 0, which names no map).
+pub fn set_file_handle(header: *Header, handle: f64) void {
+    const valid = handle >= 1 and handle < (1 << 53); // Also false for NaN.
+    const integer: u64 = if (valid) @intFromFloat(handle) else 0;
+    header.handle = @truncate(integer);
+    header.handle_high = @intCast(integer >> 32);
+}
+
+/// The map handle of a request, as the f64 the map table takes.
+pub fn file_handle(header: *const Header) f64 {
+    const integer = (@as(u64, header.handle_high) << 32) | header.handle;
+    // A peer may write any bits: past 2^53 the f64 would round to some other value.
+    if (integer >= 1 << 53) return 0;
+    return @floatFromInt(integer);
+}
 
 comptime {
     assert(@sizeOf(Header) <= header_bytes);
@@ -87,7 +105,7 @@ comptime {
 /// a request and stopped waiting for the answer within its budget. Host only.
 pub const Pending = struct {
     kind: Kind = .none,
-    file_handle: u32 = 0,
+    file_handle: f64 = 0,
     /// read/write: the transfer's window position; read_many: the number of ranges.
     position: u64 = 0,
     /// read/write: the transfer's length; read_many: the bytes per range.

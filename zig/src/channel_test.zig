@@ -9,18 +9,18 @@ const Detail = status_zig.Detail;
 const OpenResult = status_zig.OpenResult;
 
 extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
-extern fn gm_close(handle: u32) i32;
+extern fn gm_close(handle: f64) i32;
 extern fn gm_channel_create(staging_bytes: f64, out: ?*align(1) OpenResult) i32;
 extern fn gm_channel_attach(path: ?[*]const u8, path_length: usize, out: ?*align(1) OpenResult) i32;
-extern fn gm_channel_close(handle: u32) i32;
-extern fn gm_channel_watch(handle: u32, pid: i32) i32;
-extern fn gm_channel_serve(handle: u32, parent_pid: i32) i32;
-extern fn gm_channel_post(handle: u32, op: u32, file_handle: u32, position: f64, length: f64, staging_offset: f64, argument: u32) i32;
-extern fn gm_channel_wait(handle: u32, timeout_ms: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_channel_reply(handle: u32, status: i32, result_bytes: f64) i32;
-extern fn gm_pool_read(handle: u32, file_handle: u32, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_pool_write(handle: u32, file_handle: u32, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_pool_resume(handle: u32, buffer: ?[*]u8, buffer_length: f64, positions: ?[*]align(1) const f64, positions_count: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_channel_close(handle: f64) i32;
+extern fn gm_channel_watch(handle: f64, pid: i32) i32;
+extern fn gm_channel_serve(handle: f64, parent_pid: i32) i32;
+extern fn gm_channel_post(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, staging_offset: f64, argument: u32) i32;
+extern fn gm_channel_wait(handle: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_channel_reply(handle: f64, status: i32, result_bytes: f64) i32;
+extern fn gm_pool_read(handle: f64, file_handle: f64, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_pool_write(handle: f64, file_handle: f64, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_pool_resume(handle: f64, buffer: ?[*]u8, buffer_length: f64, positions: ?[*]align(1) const f64, positions_count: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32;
 
 /// A budget larger than any time limit here: the call waits on this thread until the end.
 const unlimited: f64 = 1 << 53;
@@ -39,7 +39,7 @@ const Fixture = struct {
     data_path_len: usize,
     channel_path: [64]u8,
     channel_path_len: usize,
-    channel: u32,
+    channel: f64,
 
     fn data(f: *const Fixture) []const u8 {
         return f.data_path[0..f.data_path_len];
@@ -82,7 +82,7 @@ fn worker(f: *const Fixture, parent: i32) noreturn {
         if (op == op_open) {
             var opened = OpenResult.zero;
             const status = gm_open(f.data().ptr, f.data_path_len, 1, 0, 0, 0, &opened);
-            _ = gm_channel_reply(channel, status, @floatFromInt(opened.handle));
+            _ = gm_channel_reply(channel, status, opened.handle);
         } else if (op == op_stop) {
             _ = gm_channel_reply(channel, 0, 0);
             std.posix.exit(0);
@@ -90,7 +90,7 @@ fn worker(f: *const Fixture, parent: i32) noreturn {
     }
 }
 
-fn start_worker(f: *const Fixture) !struct { pid: i32, file_handle: u32 } {
+fn start_worker(f: *const Fixture) !struct { pid: i32, file_handle: f64 } {
     const parent = linux.getpid();
     const pid = try std.posix.fork();
     if (pid == 0) worker(f, parent);
@@ -101,10 +101,10 @@ fn start_worker(f: *const Fixture) !struct { pid: i32, file_handle: u32 } {
     // The worker's map handle travels back as the result size in the header (bytes 88..96).
     const header: [*]const u8 = @ptrCast(gm_channel_address(f.channel).?);
     const file_handle = std.mem.readInt(u64, header[88..96], .little);
-    return .{ .pid = pid, .file_handle = @intCast(file_handle) };
+    return .{ .pid = pid, .file_handle = @floatFromInt(file_handle) };
 }
 
-extern fn gm_channel_address(handle: u32) ?*anyopaque;
+extern fn gm_channel_address(handle: f64) ?*anyopaque;
 
 test "channel: chunked reads and writes through a worker process match the file" {
     const f = try Fixture.create("rw");

@@ -28,7 +28,7 @@ const Scratch = struct {
         return scratch;
     }
 
-    fn open(scratch: *const Scratch, mode: status_zig.Mode) !u32 {
+    fn open(scratch: *const Scratch, mode: status_zig.Mode) !f64 {
         var result = OpenResult.zero;
         const status = root_open(scratch.path, mode, &result);
         try testing.expectEqual(Status.ok, status);
@@ -47,12 +47,12 @@ fn root_open(path: []const u8, mode: status_zig.Mode, result: *OpenResult) Statu
 }
 
 extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
-extern fn gm_close(handle: u32) i32;
-extern fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_read_many(handle: u32, positions: ?[*]const f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_prefault(handle: u32, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
-extern fn gm_address(handle: u32) ?*anyopaque;
+extern fn gm_close(handle: f64) i32;
+extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_read_many(handle: f64, positions: ?[*]const f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
+extern fn gm_address(handle: f64) ?*anyopaque;
 extern fn gm_init() i32;
 
 fn status_of(raw: i32) Status {

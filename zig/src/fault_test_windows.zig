@@ -20,14 +20,14 @@ const pattern_length_bytes = 64 * 1024;
 const truncated_length_bytes = 12288;
 
 extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
-extern fn gm_close(handle: u32) i32;
-extern fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_flush(handle: u32, position: f64, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_advise(handle: u32, position: f64, length: f64, advice: u32, detail: ?*align(1) Detail) i32;
-extern fn gm_prefault(handle: u32, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
-extern fn gm_file_size(handle: u32, out: ?*align(1) u64) i32;
-extern fn gm_address(handle: u32) ?*anyopaque;
+extern fn gm_close(handle: f64) i32;
+extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_flush(handle: f64, position: f64, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_advise(handle: f64, position: f64, length: f64, advice: u32, detail: ?*align(1) Detail) i32;
+extern fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
+extern fn gm_file_size(handle: f64, out: ?*align(1) u64) i32;
+extern fn gm_address(handle: f64) ?*anyopaque;
 extern fn gm_granularity() u32;
 extern fn gm_init() i32;
 extern fn gm_guard_disposition() i32;
@@ -301,6 +301,30 @@ test "windows: open failures are stable codes" {
 
     const malformed = "C:\\\xff\xfe.bin";
     try testing.expectEqual(Status.invalid_argument, status_of(gm_open(malformed, malformed.len, 0, 0, 0, 0, &result)));
+}
+
+test "windows: w+ that cannot fit leaves the old file as it was, and creates nothing" {
+    var scratch: Scratch = undefined;
+    try scratch.create();
+    defer scratch.remove();
+    try scratch.write_pattern(0, 4096);
+    // 1 PiB: more than any test machine's free space (and under NTFS's and ext4's largest
+    // file sizes only where the space check does not come first).
+    const huge: u64 = 1 << 50;
+    var result = OpenResult.zero;
+    try testing.expectEqual(Status.no_space, scratch.open(.create, 0, huge, &result));
+    try testing.expectEqual(@as(i32, 0), result.os_error); // Refused before any call failed.
+    try testing.expectEqual(huge, result.length_bytes);
+    try testing.expect(result.file_size_bytes < huge);
+    try testing.expectEqual(@as(u64, 4096), try scratch.file.getEndPos());
+    var check: [4096]u8 = undefined;
+    try testing.expectEqual(@as(usize, 4096), try scratch.file.preadAll(&check, 0));
+    for (check, 0..) |byte, index| try testing.expectEqual(pattern_byte(index), byte);
+
+    var path_buffer: [1024]u8 = undefined;
+    const fresh = try scratch.absolute("fresh.bin", &path_buffer);
+    try testing.expectEqual(Status.no_space, status_of(gm_open(fresh.ptr, fresh.len, 2, 0, huge, 1, &result)));
+    try testing.expectError(error.FileNotFound, scratch.directory.dir.access("fresh.bin", .{}));
 }
 
 test "windows: the vectored handler is installed once and is ours" {

@@ -1,10 +1,18 @@
 //! Linux: the SIGBUS/SIGSEGV handler that turns a fault inside the guarded copy into a return.
 //!
-//! Installed once (SA_SIGINFO | SA_ONSTACK | SA_NODEFER) for both signals, saving whatever was
-//! installed before. A fault that is not ours goes to that previous handler exactly as if we were
-//! not there; when it was the default action, the default is restored and the handler returns,
-//! so the faulting instruction runs again and the process dies of the real signal.
-//! The handler allocates nothing, takes no lock and touches no thread-local storage.
+//! Installed once (SA_SIGINFO | SA_ONSTACK, with a mask that blocks every asynchronous signal)
+//! for both signals, saving whatever was installed before. A fault that is not ours goes to that
+//! previous handler exactly as if we were not there; when it was the default action, the default
+//! is restored and the handler returns, so the faulting instruction runs again and the process
+//! dies of the real signal. The handler allocates nothing, takes no lock and touches no
+//! thread-local storage.
+//!
+//! Why the mask: the handler runs on the thread's alternate signal stack, which in Deno is 11,952
+//! bytes (Rust std's, one per thread) and one kernel signal frame is about 3.3 KB on this CPU.
+//! With nothing masked, SIGINT, SIGUSR1 and V8's SIGPROF stacked their frames on top of ours
+//! there and overflowed it (issue 10). With every asynchronous signal blocked, ours is the only
+//! frame our fault puts on that stack, and the others are delivered after it returns. The stack
+//! arithmetic and the behaviour with Deno's and V8's handlers are in zig/SIGNALS.md.
 const std = @import("std");
 const builtin = @import("builtin");
 const assert = std.debug.assert;
@@ -13,9 +21,14 @@ const salvage = @import("salvage.zig");
 
 pub const sigbus: c_int = 7;
 pub const sigsegv: c_int = 11;
+const sigill: c_int = 4;
+const sigtrap: c_int = 5;
+const sigfpe: c_int = 8;
+const sigkill: c_int = 9;
+const sigstop: c_int = 19;
 const sa_siginfo: c_int = 0x4;
 const sa_onstack: c_int = 0x0800_0000;
-const sa_nodefer: c_int = 0x4000_0000;
+pub const sa_nodefer: c_int = 0x4000_0000;
 const sig_dfl: usize = 0;
 const sig_ign: usize = 1;
 
@@ -198,10 +211,55 @@ fn chain(previous: *const Sigaction, signal: c_int, info: *const SigInfo, contex
     handler(signal);
 }
 
+/// The signals the kernel raises *because of the instruction a thread runs*. Blocking them would
+/// not defer them: a fault with its signal blocked kills the process at once. They stay out of the
+/// mask; without SA_NODEFER each of ours can still nest at most once (see SIGNALS.md).
+pub const synchronous_signals = [_]c_int{ sigill, sigtrap, sigbus, sigfpe, sigsegv };
+/// SIGKILL and SIGSTOP cannot be blocked; the kernel drops them from every mask.
+const unblockable_signals = [_]c_int{ sigkill, sigstop };
+/// Linux numbers signals 1 to 64 (_NSIG); the mask's bit n - 1 is signal n.
+pub const signal_number_max: c_int = 64;
+
+/// The mask our handler runs with: every signal except the synchronous and the unblockable ones,
+/// so that no other handler's frame can be pushed on top of ours on the (small) alternate stack.
+/// A signal that arrives meanwhile stays pending and is delivered as soon as ours returns, on an
+/// empty alternate stack.
+pub fn handler_mask() [16]u64 {
+    var mask = [_]u64{0} ** 16;
+    var signal: c_int = 1;
+    while (signal <= signal_number_max) : (signal += 1) {
+        if (is_one_of(signal, &synchronous_signals) or is_one_of(signal, &unblockable_signals)) continue;
+        const bit: u6 = @intCast(signal - 1);
+        mask[0] |= @as(u64, 1) << bit;
+    }
+    return mask;
+}
+
+comptime {
+    const mask = handler_mask();
+    for (synchronous_signals ++ unblockable_signals) |signal| {
+        assert(mask[0] & (@as(u64, 1) << (signal - 1)) == 0);
+    }
+    // SIGINT, SIGUSR1, SIGUSR2, SIGPROF: the ones Deno's listeners and V8's profiler use.
+    for ([_]c_int{ 2, 10, 12, 27 }) |signal| assert(mask[0] & (@as(u64, 1) << (signal - 1)) != 0);
+    for (mask[1..]) |word| assert(word == 0);
+}
+
+fn is_one_of(signal: c_int, signals: []const c_int) bool {
+    for (signals) |candidate| {
+        if (candidate == signal) return true;
+    }
+    return false;
+}
+
 fn our_action() Sigaction {
     var action = std.mem.zeroes(Sigaction);
     action.handler = @intFromPtr(&on_fault);
-    action.flags = sa_siginfo | sa_onstack | sa_nodefer;
+    // No SA_NODEFER: our handler leaves only by returning, and sigreturn restores the
+    // interrupted mask, so the kernel may block SIGBUS (or SIGSEGV) while it runs. A fault of the
+    // handler itself then kills the process at once instead of nesting another frame.
+    action.flags = sa_siginfo | sa_onstack;
+    action.mask = handler_mask();
     return action;
 }
 

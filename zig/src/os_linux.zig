@@ -8,16 +8,18 @@ const Status = status_zig.Status;
 const Mode = status_zig.Mode;
 const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
+const open_linux = @import("open_linux.zig");
+pub const FileKind = open_linux.FileKind;
 
 comptime {
     assert(@sizeOf(usize) == 8); // off_t is 64-bit only on 64-bit targets without _FILE_OFFSET_BITS.
 }
 
-extern "c" fn open(path: [*:0]const u8, flags: c_int, ...) c_int;
-extern "c" fn close(fd: c_int) c_int;
-extern "c" fn ftruncate(fd: c_int, length: i64) c_int;
-extern "c" fn fallocate(fd: c_int, mode: c_int, offset: i64, length: i64) c_int;
-extern "c" fn statx(dirfd: c_int, path: [*:0]const u8, flags: c_int, mask: c_uint, out: *Statx) c_int;
+pub extern "c" fn open(path: [*:0]const u8, flags: c_int, ...) c_int;
+pub extern "c" fn close(fd: c_int) c_int;
+pub extern "c" fn ftruncate(fd: c_int, length: i64) c_int;
+pub extern "c" fn fallocate(fd: c_int, mode: c_int, offset: i64, length: i64) c_int;
+pub extern "c" fn statx(dirfd: c_int, path: [*:0]const u8, flags: c_int, mask: c_uint, out: *Statx) c_int;
 extern "c" fn mmap(address: ?*anyopaque, length: usize, protection: c_int, flags: c_int, fd: c_int, offset: i64) usize;
 extern "c" fn munmap(address: usize, length: usize) c_int;
 extern "c" fn getrlimit(resource: c_int, limit: *[2]u64) c_int;
@@ -27,12 +29,11 @@ extern "c" fn madvise(address: usize, length: usize, advice: c_int) c_int;
 extern "c" fn sysconf(name: c_int) c_long;
 extern "c" fn __errno_location() *c_int;
 
-const o_rdonly: c_int = 0;
-const o_rdwr: c_int = 2;
-const o_creat: c_int = 0o100;
-const o_trunc: c_int = 0o1000;
-const o_noctty: c_int = 0o400;
-const o_cloexec: c_int = 0o2000000;
+pub const o_rdonly: c_int = 0;
+pub const o_rdwr: c_int = 2;
+pub const o_creat: c_int = 0o100;
+pub const o_noctty: c_int = 0o400;
+pub const o_cloexec: c_int = 0o2000000;
 const prot_read: c_int = 1;
 const prot_write: c_int = 2;
 const map_shared: c_int = 1;
@@ -41,16 +42,20 @@ const map_failed: usize = std.math.maxInt(usize);
 const ms_sync: c_int = 4;
 const madv_populate_read: c_int = 22;
 const madv_populate_write: c_int = 23;
-const at_empty_path: c_int = 0x1000;
-const statx_type: c_uint = 0x1;
+pub const at_empty_path: c_int = 0x1000;
+pub const statx_type: c_uint = 0x1;
 const statx_size: c_uint = 0x200;
-const s_ifmt: u16 = 0o170000;
-const s_ifreg: u16 = 0o100000;
-const s_ifdir: u16 = 0o040000;
+const statx_blocks: c_uint = 0x400;
+const statx_atime: c_uint = 0x20;
+const statx_mtime: c_uint = 0x40;
+pub const s_ifmt: u16 = 0o170000;
 const sc_pagesize: c_int = 30;
 
+/// The kernel's `struct statx_timestamp`.
+pub const Timestamp = extern struct { seconds: i64, nanoseconds: u32, reserved: i32 };
+
 /// The kernel's `struct statx` (fixed layout on every architecture).
-const Statx = extern struct {
+pub const Statx = extern struct {
     mask: u32,
     blksize: u32,
     attributes: u64,
@@ -61,13 +66,27 @@ const Statx = extern struct {
     spare0: u16,
     ino: u64,
     size: u64,
+    /// 512-byte units.
     blocks: u64,
-    rest: [200]u8,
+    attributes_mask: u64,
+    atime: Timestamp,
+    btime: Timestamp,
+    ctime: Timestamp,
+    mtime: Timestamp,
+    rdev_major: u32,
+    rdev_minor: u32,
+    dev_major: u32,
+    dev_minor: u32,
+    rest: [112]u8,
 };
 comptime {
     assert(@sizeOf(Statx) == 256);
     assert(@offsetOf(Statx, "mode") == 28);
     assert(@offsetOf(Statx, "size") == 40);
+    assert(@offsetOf(Statx, "blocks") == 48);
+    assert(@offsetOf(Statx, "atime") == 64);
+    assert(@offsetOf(Statx, "mtime") == 112);
+    assert(@offsetOf(Statx, "dev_major") == 136);
 }
 
 pub const Handle = c_int;
@@ -100,18 +119,24 @@ pub fn errno() i32 {
 /// Maps an errno to the stable status code.
 pub fn status_from_errno(code: i32) Status {
     return switch (code) {
-        2, 20 => .not_found, // ENOENT, ENOTDIR (a path component is not a directory)
+        2 => .not_found, // ENOENT
+        20 => .not_directory, // ENOTDIR: a component of the path is not a directory
         1, 13, 30 => .permission_denied, // EPERM, EACCES, EROFS
         21 => .is_directory, // EISDIR
         28, 122 => .no_space, // ENOSPC, EDQUOT
-        5, 6 => .io, // EIO, ENXIO
+        5 => .io, // EIO
+        // ENXIO: open(2) of a socket, or of a device file without a device; ESPIPE: a pipe.
+        6, 29 => .not_regular_file,
         12 => .no_memory, // ENOMEM
         23, 24 => .too_many_open, // ENFILE, EMFILE
         19, 95 => .not_supported, // ENODEV, EOPNOTSUPP
-        75, 27 => .overflow, // EOVERFLOW, EFBIG
+        75 => .overflow, // EOVERFLOW
+        27 => .file_too_large, // EFBIG: past the file system's largest file
         14 => .bad_address, // EFAULT
         22 => .invalid_argument, // EINVAL
-        36 => .invalid_argument, // ENAMETOOLONG
+        36 => .name_too_long, // ENAMETOOLONG
+        40 => .symlink_loop, // ELOOP
+        26 => .file_busy, // ETXTBSY: a running program or an active swap file
         else => .unexpected,
     };
 }
@@ -129,7 +154,22 @@ pub fn granularity() u64 {
     return page_size();
 }
 
-pub const OpenError = struct { status: Status, os_error: i32 };
+/// Why an open failed, with what root.zig reports in the OpenResult record.
+pub const OpenError = struct {
+    status: Status,
+    os_error: i32,
+    /// `not_regular_file`: what the path names, as `FileKind`.
+    file_kind: u32 = 0,
+    /// `file_too_large` and `file_size_limit`: the limit in bytes (0 when unknown);
+    /// `no_space` from the space check: the bytes the window needs.
+    limit_bytes: u64 = 0,
+    /// `no_space` from the space check: the bytes the file system can give it.
+    available_bytes: u64 = 0,
+};
+
+pub fn fail_code(code: i32) OpenError {
+    return .{ .status = status_from_errno(code), .os_error = code };
+}
 
 fn fail(status: Status) OpenError {
     return .{ .status = status, .os_error = errno() };
@@ -142,7 +182,8 @@ pub fn file_size(fd: Handle) error{Failed}!u64 {
 }
 
 /// Opens `path` and maps `[offset, offset + length)`; `length_requested == null` means "to the
-/// end of the file". On failure nothing is left open or mapped.
+/// end of the file". On failure nothing is left open or mapped, and a "w+" gives back every
+/// block it took (see open_linux.size_for_create) and removes the file if it created it.
 pub fn map_open(
     path: [*:0]const u8,
     mode: Mode,
@@ -153,18 +194,14 @@ pub fn map_open(
     file_size_out: *u64,
 ) ?OpenError {
     if (offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
-    const flags: c_int = o_cloexec | o_noctty | switch (mode) {
-        .read, .copy_on_write => o_rdonly,
-        .read_write => o_rdwr,
-        .create => o_rdwr | o_creat | o_trunc,
-    };
-    const fd = open(path, flags, @as(c_uint, 0o644));
-    if (fd < 0) return fail(status_from_errno(errno()));
-    if (map_fd(fd, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
-        _ = close(fd);
+    var opened: open_linux.Opened = undefined;
+    if (open_linux.open_regular(path, mode, &opened)) |failure| return failure;
+    if (map_fd(opened.fd, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
+        if (opened.created) open_linux.remove_created(path, opened.fd);
+        _ = close(opened.fd);
         return failure;
     }
-    assert(mapping.fd == fd);
+    assert(mapping.fd == opened.fd);
     return null;
 }
 
@@ -178,18 +215,18 @@ fn map_fd(
     file_size_out: *u64,
 ) ?OpenError {
     var info: Statx = undefined;
-    if (statx(fd, "", at_empty_path, statx_type | statx_size, &info) != 0) {
+    const mask = statx_type | statx_size | statx_blocks | statx_atime | statx_mtime;
+    if (statx(fd, "", at_empty_path, mask, &info) != 0) {
         return fail(status_from_errno(errno()));
     }
-    const kind = info.mode & s_ifmt;
-    if (kind == s_ifdir) return .{ .status = .is_directory, .os_error = 21 };
-    if (kind != s_ifreg) return .{ .status = .not_regular_file, .os_error = 0 };
+    const kind = open_linux.kind_of(info.mode);
+    if (kind != .regular) return open_linux.not_regular(kind);
 
     var length_bytes: u64 = undefined;
     if (mode == .create) {
         length_bytes = length_requested orelse return .{ .status = .invalid_argument, .os_error = 0 };
-        if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
-        file_size_out.* = offset + length_bytes;
+        if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
+        if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
     } else {
         if (window_zig.check_existing(info.size, offset, length_requested)) |status| {
             // Past the end is allowed on request (re-opening a window of a file that shrank):
@@ -203,10 +240,18 @@ fn map_fd(
     const window = window_zig.compute(offset, length_bytes, granularity()) catch |err| {
         return .{ .status = if (err == error.Overflow) .overflow else .invalid_argument, .os_error = 0 };
     };
+    if (mode == .create) {
+        if (open_linux.size_for_create(fd, offset, length_bytes, &info)) |failure| return failure;
+        file_size_out.* = offset + length_bytes;
+    }
     const protection: c_int = if (mode == .read) prot_read else prot_read | prot_write;
     const sharing: c_int = if (mode == .copy_on_write) map_private else map_shared;
     const base = mmap(null, @intCast(window.map_length_bytes), protection, sharing, fd, @intCast(window.map_offset));
-    if (base == map_failed) return fail(status_from_errno(errno()));
+    if (base == map_failed) {
+        const code = errno();
+        if (mode == .create) open_linux.give_back(fd);
+        return fail_code(code);
+    }
     mapping.* = .{
         .fd = fd,
         .base = base,
@@ -219,23 +264,24 @@ fn map_fd(
     return null;
 }
 
-/// Mode w+: the file was truncated by open; size it to `offset + length` and reserve the blocks
-/// of the window, so that a full disk is ENOSPC now rather than SIGBUS on a later write.
-fn size_for_create(fd: Handle, offset: u64, length_bytes: u64) ?OpenError {
-    if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
-    if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
-    const end = offset + length_bytes;
-    if (fallocate(fd, 0, @intCast(offset), @intCast(length_bytes)) == 0) return null;
-    const code = errno();
-    // EOPNOTSUPP, ENOSYS: the file system cannot reserve blocks; size the file without them.
-    if (code != 95 and code != 38) return .{ .status = status_from_errno(code), .os_error = code };
-    if (ftruncate(fd, @intCast(end)) != 0) return fail(status_from_errno(errno()));
-    return null;
-}
-
 pub fn unmap(mapping: *const Mapping) void {
     const unmapped = munmap(mapping.base, mapping.map_length_bytes);
     assert(unmapped == 0); // Only fails for a range we did not map.
+    _ = close(mapping.fd);
+}
+
+/// Closes the file but leaves the address range in place as private zero-filled memory of the
+/// same protection, for when a zero-copy view may still point at it (a transferred buffer, a
+/// collected map whose view lives on): an access then reads zeros instead of killing the
+/// process. The range stays reserved until the process ends. If the kernel refuses the
+/// replacement, the file mapping itself stays (never unmapped under a view).
+pub fn release_keep_range(mapping: *const Mapping) void {
+    const map_anonymous: c_int = 0x20;
+    const map_fixed: c_int = 0x10;
+    const map_noreserve: c_int = 0x4000;
+    const protection: c_int = if (mapping.mode == .read) prot_read else prot_read | prot_write;
+    const flags = map_private | map_anonymous | map_fixed | map_noreserve;
+    _ = mmap(@ptrFromInt(mapping.base), mapping.map_length_bytes, protection, flags, -1, 0);
     _ = close(mapping.fd);
 }
 

@@ -44,6 +44,19 @@ extern "kernel32" fn SetFilePointerEx(
     method: DWORD,
 ) callconv(.winapi) BOOL;
 extern "kernel32" fn SetEndOfFile(handle: windows.HANDLE) callconv(.winapi) BOOL;
+extern "kernel32" fn GetDiskFreeSpaceExW(
+    directory: ?[*:0]const u16,
+    available_to_caller: ?*u64,
+    total: ?*u64,
+    free_total: ?*u64,
+) callconv(.winapi) BOOL;
+extern "kernel32" fn GetFileInformationByHandleEx(
+    handle: windows.HANDLE,
+    class: c_int,
+    information: *anyopaque,
+    size: DWORD,
+) callconv(.winapi) BOOL;
+extern "kernel32" fn DeleteFileW(path: [*:0]const u16) callconv(.winapi) BOOL;
 extern "kernel32" fn CreateFileMappingW(
     file: windows.HANDLE,
     security: ?*anyopaque,
@@ -78,8 +91,12 @@ const generic_write: DWORD = 0x4000_0000;
 const file_share_read: DWORD = 0x1;
 const file_share_write: DWORD = 0x2;
 const file_share_delete: DWORD = 0x4;
-const create_always: DWORD = 2;
 const open_existing: DWORD = 3;
+const open_always: DWORD = 4;
+const error_already_exists: DWORD = 183;
+const file_standard_info_class: c_int = 1;
+const file_type_char: DWORD = 0x2;
+const file_type_pipe: DWORD = 0x3;
 const file_attribute_normal: DWORD = 0x80;
 const file_attribute_directory: DWORD = 0x10;
 const invalid_file_attributes: DWORD = 0xFFFF_FFFF;
@@ -94,6 +111,18 @@ const file_map_read: DWORD = 0x4;
 const error_access_denied: DWORD = 5;
 const error_lock_violation: DWORD = 33;
 const error_no_unicode_translation: DWORD = 1113;
+
+/// `FILE_STANDARD_INFO`.
+const FileStandardInfo = extern struct {
+    allocation_size_bytes: i64,
+    end_of_file_bytes: i64,
+    links: DWORD,
+    delete_pending: u8,
+    directory: u8,
+};
+comptime {
+    assert(@sizeOf(FileStandardInfo) == 24);
+}
 
 /// `WIN32_MEMORY_RANGE_ENTRY`.
 const MemoryRangeEntry = extern struct {
@@ -163,9 +192,14 @@ pub fn status_from_errno(code: i32) Status {
         4 => .too_many_open, // TOO_MANY_OPEN_FILES
         1, 50 => .not_supported, // INVALID_FUNCTION, NOT_SUPPORTED
         998 => .bad_address, // NOACCESS
-        // INVALID_PARAMETER, INVALID_NAME, BAD_PATHNAME, FILENAME_EXCED_RANGE,
-        // MAPPED_ALIGNMENT, NO_UNICODE_TRANSLATION
-        87, 123, 161, 206, 1132, 1113 => .invalid_argument,
+        // INVALID_PARAMETER, INVALID_NAME, BAD_PATHNAME, MAPPED_ALIGNMENT,
+        // NO_UNICODE_TRANSLATION
+        87, 123, 161, 1132, 1113 => .invalid_argument,
+        206 => .name_too_long, // FILENAME_EXCED_RANGE
+        223 => .file_too_large, // FILE_TOO_LARGE
+        1921 => .symlink_loop, // CANT_RESOLVE_FILENAME: too many reparse points
+        // PIPE_BUSY, BAD_PIPE: a named pipe
+        231, 230 => .not_regular_file,
         else => .unexpected,
     };
 }
@@ -190,7 +224,14 @@ pub fn granularity() u64 {
     return bytes;
 }
 
-pub const OpenError = struct { status: Status, os_error: i32 };
+/// Why an open failed; the fields after `os_error` mean what they mean on Linux (os_linux.zig).
+pub const OpenError = struct {
+    status: Status,
+    os_error: i32,
+    file_kind: u32 = 0,
+    limit_bytes: u64 = 0,
+    available_bytes: u64 = 0,
+};
 
 fn fail_last() OpenError {
     const code = last_error();
@@ -250,7 +291,8 @@ pub fn map_open(
         .read, .copy_on_write => generic_read,
         .read_write, .create => generic_read | generic_write,
     };
-    const creation: DWORD = if (mode == .create) create_always else open_existing;
+    // "w+" opens without truncating: size_for_create checks the space first.
+    const creation: DWORD = if (mode == .create) open_always else open_existing;
     // Share everything, as POSIX does: other readers and writers, and deleting or renaming the
     // file while it is mapped. No security attributes: the handle is not inherited by children.
     const fd = CreateFileW(
@@ -263,8 +305,12 @@ pub fn map_open(
         null,
     );
     if (fd == windows.INVALID_HANDLE_VALUE) return fail_open(path_utf16);
-    if (map_file(fd, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
+    const created = mode == .create and GetLastError() != error_already_exists;
+    if (map_file(fd, path_utf16, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
         close_handle(fd);
+        // A failed "w+" removes the file it created (the handle shares delete, so no other
+        // opener is refused meanwhile).
+        if (created) _ = DeleteFileW(path_utf16.ptr);
         return failure;
     }
     assert(mapping.fd == fd);
@@ -286,6 +332,7 @@ fn fail_open(path_utf16: [:0]const u16) OpenError {
 
 fn map_file(
     fd: Handle,
+    path_utf16: [:0]const u16,
     mode: Mode,
     offset: u64,
     length_requested: ?u64,
@@ -293,8 +340,13 @@ fn map_file(
     mapping: *Mapping,
     file_size_out: *u64,
 ) ?OpenError {
-    // Devices, pipes and consoles open too; only a disk file can back a section.
-    if (GetFileType(fd) != file_type_disk) return .{ .status = .not_regular_file, .os_error = 0 };
+    // Devices, pipes and consoles open too; only a disk file can back a section. The kind is
+    // reported as on Linux (os_linux.FileKind): 2 a character device, 1 a pipe.
+    const file_type = GetFileType(fd);
+    if (file_type != file_type_disk) {
+        const kind: u32 = if (file_type == file_type_char) 2 else if (file_type == file_type_pipe) 1 else 0;
+        return .{ .status = .not_regular_file, .os_error = 0, .file_kind = kind };
+    }
     var size: i64 = 0;
     if (GetFileSizeEx(fd, &size) == 0) return fail_last();
     assert(size >= 0);
@@ -303,7 +355,7 @@ fn map_file(
     var length_bytes: u64 = undefined;
     if (mode == .create) {
         length_bytes = length_requested orelse return .{ .status = .invalid_argument, .os_error = 0 };
-        if (size_for_create(fd, offset, length_bytes)) |failure| return failure;
+        if (size_for_create(fd, path_utf16, offset, length_bytes)) |failure| return failure;
         file_size_out.* = offset + length_bytes;
     } else {
         // `past_end` is not supported: a read-only section cannot reach past the file.
@@ -332,7 +384,11 @@ fn map_file(
         dword_high(section_bytes),
         dword_low(section_bytes),
         null,
-    ) orelse return fail_last();
+    ) orelse {
+        const failure = fail_last();
+        if (mode == .create) give_back(fd);
+        return failure;
+    };
     const base = MapViewOfFile(
         section,
         view_access,
@@ -342,6 +398,7 @@ fn map_file(
     ) orelse {
         const failure = fail_last();
         close_handle(section);
+        if (mode == .create) give_back(fd);
         return failure;
     };
     assert(@intFromPtr(base) % granularity() == 0);
@@ -358,16 +415,55 @@ fn map_file(
     return null;
 }
 
-/// Mode w+: the file was truncated by CREATE_ALWAYS; size it to `offset + length`. On NTFS
-/// extending a (non-sparse) file allocates its clusters, so a full disk is ERROR_DISK_FULL now
-/// rather than an in-page error on a later write through the view.
-fn size_for_create(fd: Handle, offset: u64, length_bytes: u64) ?OpenError {
+/// Mode w+: checks the free space before anything changes, then truncates the file and sizes it
+/// to `offset + length`. On NTFS extending a (non-sparse) file allocates its clusters from 0,
+/// so a full disk is ERROR_DISK_FULL now rather than an in-page error on a later write through
+/// the view. The old content, as on Linux (os_linux.size_for_create): when the space check
+/// fails the file is not touched; when sizing fails after it, the file is left at 0 bytes,
+/// which gives back every cluster the attempt took. There is no cheap probe for the largest
+/// file on Windows: ERROR_FILE_TOO_LARGE comes from the sizing, after the truncation.
+fn size_for_create(fd: Handle, path_utf16: [:0]const u16, offset: u64, length_bytes: u64) ?OpenError {
     if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
     if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
     const end = offset + length_bytes;
-    if (SetFilePointerEx(fd, @intCast(end), null, file_begin) == 0) return fail_last();
-    if (SetEndOfFile(fd) == 0) return fail_last();
-    return null;
+    if (check_space(fd, path_utf16, end)) |failure| return failure;
+    // The point of no return: the old content goes.
+    if (!set_end(fd, 0)) return fail_last();
+    if (set_end(fd, end)) return null;
+    const failure = fail_last();
+    give_back(fd);
+    // limit_bytes tells the caller that the file was truncated: the old content is gone.
+    return .{ .status = failure.status, .os_error = failure.os_error, .limit_bytes = length_bytes };
+}
+
+fn set_end(fd: Handle, end: u64) bool {
+    assert(end <= window_zig.file_offset_max);
+    if (SetFilePointerEx(fd, @intCast(end), null, file_begin) == 0) return false;
+    return SetEndOfFile(fd) != 0;
+}
+
+/// After a failed sizing: a file of 0 bytes holds no clusters.
+fn give_back(fd: Handle) void {
+    _ = set_end(fd, 0);
+}
+
+/// Refuses a file of `end` bytes when the space the caller may use (quotas included), plus the
+/// clusters the old file gives back, cannot hold it. An estimate that errs toward trying: when
+/// a number cannot be had, the sizing decides.
+fn check_space(fd: Handle, path_utf16: [:0]const u16, end: u64) ?OpenError {
+    var old: FileStandardInfo = undefined;
+    if (GetFileInformationByHandleEx(fd, file_standard_info_class, &old, @sizeOf(FileStandardInfo)) == 0) return null;
+    // GetDiskFreeSpaceExW wants a directory: the path up to its last separator.
+    var directory_buffer: [path_bytes_max + 1]u16 = undefined;
+    const separator = std.mem.lastIndexOfAny(u16, path_utf16, &[_]u16{ '\\', '/' }) orelse return null;
+    @memcpy(directory_buffer[0 .. separator + 1], path_utf16[0 .. separator + 1]);
+    directory_buffer[separator + 1] = 0;
+    var available_bytes: u64 = 0;
+    if (GetDiskFreeSpaceExW(directory_buffer[0 .. separator + 1 :0].ptr, &available_bytes, null, null) == 0) return null;
+    const freed_bytes: u64 = @intCast(@max(old.allocation_size_bytes, 0));
+    const can_have = available_bytes +| freed_bytes;
+    if (end <= can_have) return null;
+    return .{ .status = .no_space, .os_error = 0, .limit_bytes = end, .available_bytes = can_have };
 }
 
 fn close_handle(handle: Handle) void {
@@ -378,6 +474,15 @@ fn close_handle(handle: Handle) void {
 pub fn unmap(mapping: *const Mapping) void {
     const unmapped = UnmapViewOfFile(@ptrFromInt(mapping.base));
     assert(unmapped != 0); // Only fails for an address that is not a view.
+    close_handle(mapping.section);
+    close_handle(mapping.fd);
+}
+
+/// Closes the file and the section but leaves the view mapped, for when a zero-copy view may
+/// still point at it: Windows cannot swap a view for anonymous memory in one step, and a gap
+/// between an unmap and a new allocation could be taken by another thread. The view keeps the
+/// section alive until the process ends.
+pub fn release_keep_range(mapping: *const Mapping) void {
     close_handle(mapping.section);
     close_handle(mapping.fd);
 }

@@ -16,6 +16,8 @@ const Mode = status_zig.Mode;
 const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
 const handles = @import("handles.zig");
+const owner = @import("owner.zig");
+const reaper = @import("reaper.zig");
 const guard = @import("guard.zig");
 const channel_zig = @import("channel.zig");
 const salvage = if (builtin.os.tag == .linux) @import("salvage.zig") else struct {
@@ -97,7 +99,9 @@ export fn gm_open(
     const result = out orelse return code(.invalid_argument);
     result.* = OpenResult.zero;
     const path_bytes = path orelse return code(.invalid_argument);
-    if (path_length == 0 or path_length >= path_length_max) return code(.invalid_argument);
+    if (path_length == 0) return code(.invalid_argument);
+    // PATH_MAX on Linux counts the NUL: the kernel refuses such a path with ENAMETOOLONG too.
+    if (path_length >= path_length_max) return code(.name_too_long);
     var path_buffer: [path_length_max]u8 = undefined;
     @memcpy(path_buffer[0..path_length], path_bytes[0..path_length]);
     if (std.mem.indexOfScalar(u8, path_buffer[0..path_length], 0) != null) return code(.invalid_argument);
@@ -119,12 +123,25 @@ export fn gm_open(
     if (past_end and length_requested == null) return code(.invalid_argument);
 
     guard.os.install() catch return code(.handler_not_installed);
-    const index = table.reserve() catch return code(.too_many_open);
+    // Out of slots: the maps of ended Web Workers are released first (see owner.zig).
+    const index = table.reserve() catch reserved: {
+        if (reap() == 0) return code(.map_limit);
+        break :reserved table.reserve() catch return code(.map_limit);
+    };
     var mapping: os.Mapping = undefined;
     var file_size_bytes: u64 = 0;
-    if (os.map_open(path_buffer[0..path_length :0], mode, offset, length_requested, past_end, &mapping, &file_size_bytes)) |failure| {
+    const path_z = path_buffer[0..path_length :0];
+    var failed = os.map_open(path_z, mode, offset, length_requested, past_end, &mapping, &file_size_bytes);
+    if (failed != null and failed.?.status == .too_many_open and reap() > 0) {
+        // Out of file descriptors (EMFILE, ENFILE): the reaped maps gave theirs back.
+        failed = os.map_open(path_z, mode, offset, length_requested, past_end, &mapping, &file_size_bytes);
+    }
+    if (failed) |failure| {
         table.unreserve(index);
         result.os_error = failure.os_error;
+        result.file_kind = failure.file_kind;
+        result.length_bytes = failure.limit_bytes;
+        result.file_size_bytes = failure.available_bytes;
         return code(failure.status);
     }
     assert(mapping.length_bytes > 0);
@@ -134,7 +151,9 @@ export fn gm_open(
         salvage.init(@intCast(os.page_size()));
         salvage.register(index, mapping.base, mapping.map_length_bytes, mode.writable());
     }
-    result.handle = table.publish(index, mapping);
+    const opener = owner.current();
+    result.handle = table.publish_owned(index, mapping, opener);
+    reaper.start_for(opener.thread_id, &reap);
     result.length_bytes = mapping.length_bytes;
     result.file_size_bytes = file_size_bytes;
     return code(.ok);
@@ -142,40 +161,92 @@ export fn gm_open(
 
 /// Unmaps the window and closes the file. A handle that is already closed gives `bad_handle`;
 /// a map in use by a copy on another thread gives `busy` and stays open.
-export fn gm_close(handle: u32) i32 {
+export fn gm_close(handle: f64) i32 {
     const slot = table.begin_close(handle) catch |err| return code(switch (err) {
         error.BadHandle => .bad_handle,
         error.Busy => .busy,
     });
-    if (slot.mapping.salvaged) salvage.unregister(handle & 0xffff);
+    if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
     os.unmap(&slot.mapping);
     table.finish_close(slot);
     return code(.ok);
 }
 
+/// As gm_close, for a map whose zero-copy view may still be reachable (its buffer was
+/// transferred, or the map was collected while its view lived on): closes the file and frees the
+/// handle, but leaves the address range mapped to zeros (Linux) or to the file (Windows) instead
+/// of unmapping it, so a later access through the view cannot crash the process.
+export fn gm_release(handle: f64) i32 {
+    const slot = table.begin_close(handle) catch |err| return code(switch (err) {
+        error.BadHandle => .bad_handle,
+        error.Busy => .busy,
+    });
+    release_kept(slot);
+    table.finish_close(slot);
+    return code(.ok);
+}
+
+fn release_kept(slot: *handles.Table(os.Mapping).Slot) void {
+    // Zeros first, then out of salvage: a view touching the range in between is still salvaged.
+    os.release_keep_range(&slot.mapping);
+    if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
+}
+
+fn slot_index(slot: *const handles.Table(os.Mapping).Slot) usize {
+    const index = (@intFromPtr(slot) - @intFromPtr(&table.slots)) / @sizeOf(handles.Table(os.Mapping).Slot);
+    assert(index < handles.slot_count_max);
+    return index;
+}
+
+/// Releases the maps whose opening thread has ended (a terminated Web Worker's): unmapped, or
+/// left as zeros where their address was handed out. Returns how many. gm_open calls it when it
+/// runs out of slots or file descriptors.
+export fn gm_reap() u32 {
+    return reap();
+}
+
+fn reap() u32 {
+    const Reaper = struct {
+        fn is_gone(_: void, owner_of_map: handles.Owner) bool {
+            // The calling thread is alive: no need to ask the kernel.
+            if (owner_of_map.eql(owner.current())) return false;
+            return owner.is_gone(owner_of_map);
+        }
+
+        fn release(_: void, slot: *handles.Table(os.Mapping).Slot) void {
+            // A view may have left the dead isolate (a transferred buffer): never unmap under it.
+            if (slot.address_taken.load(.acquire)) return release_kept(slot);
+            if (slot.mapping.salvaged) salvage.unregister(@intCast(slot_index(slot)));
+            os.unmap(&slot.mapping);
+        }
+    };
+    return table.reap({}, Reaper.is_gone, Reaper.release);
+}
+
 /// For a map opened with salvage: how many faults were salvaged and the window offset of the
 /// lowest faulting address (out[0], out[1]); out[1] is 2^64 - 1 while there was none.
-export fn gm_salvage_faults(handle: u32, out: ?*align(1) [2]u64) i32 {
+export fn gm_salvage_faults(handle: f64, out: ?*align(1) [2]u64) i32 {
     const result = out orelse return code(.invalid_argument);
     const lease = table.acquire(handle) catch return code(.bad_handle);
     defer lease.release();
     const mapping = &lease.slot.mapping;
     if (!mapping.salvaged) return code(.invalid_argument);
-    const faults = salvage.faults(handle & 0xffff);
+    const faults = salvage.faults(@intCast(slot_index(lease.slot)));
     result[0] = faults.count;
     result[1] = if (faults.count == 0) std.math.maxInt(u64) else faults.first_address -| mapping.window_address();
     return code(.ok);
 }
 
 /// The address of the window's first byte, for zero-copy views; null for a bad handle.
-export fn gm_address(handle: u32) ?*anyopaque {
+export fn gm_address(handle: f64) ?*anyopaque {
     const lease = table.acquire(handle) catch return null;
     defer lease.release();
+    lease.slot.address_taken.store(true, .release);
     return @ptrFromInt(lease.slot.mapping.window_address());
 }
 
 /// The current size of the mapped file (to tell a truncated file from a failing device).
-export fn gm_file_size(handle: u32, out: ?*align(1) u64) i32 {
+export fn gm_file_size(handle: f64, out: ?*align(1) u64) i32 {
     const size_out = out orelse return code(.invalid_argument);
     const lease = table.acquire(handle) catch return code(.bad_handle);
     defer lease.release();
@@ -184,7 +255,7 @@ export fn gm_file_size(handle: u32, out: ?*align(1) u64) i32 {
 }
 
 /// Copies `length` bytes from the window at `position` into `target`, through the guard.
-export fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
     return code(copy_guarded(handle, position, target, length, detail, .from_map));
 }
 
@@ -195,7 +266,7 @@ export fn gm_read(handle: u32, position: f64, target: ?[*]u8, length: f64, detai
 /// bytes of all ranges before it plus those of the failing range. `positions` may be unaligned
 /// (a raw FFI caller can pass any address), hence align(1).
 export fn gm_read_many(
-    handle: u32,
+    handle: f64,
     positions: ?[*]align(1) const f64,
     count: f64,
     length: f64,
@@ -207,7 +278,7 @@ export fn gm_read_many(
 }
 
 fn read_many(
-    handle: u32,
+    handle: f64,
     positions_pointer: ?[*]align(1) const f64,
     count_f64: f64,
     length: f64,
@@ -337,17 +408,17 @@ fn prefetch_address(address: usize) void {
 
 /// As `gm_read`, for a target that another CPU reads at once (the pool's staging area): always
 /// the cached copy, so the bytes are in the shared cache for the reader, not only in memory.
-fn read_for_peer(handle: u32, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
+fn read_for_peer(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
     return code(copy_guarded(handle, position, target, length, detail, .from_map_cached));
 }
 
 /// Copies `length` bytes from `source` into the window at `position`, through the guard.
-export fn gm_write(handle: u32, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
     return code(copy_guarded(handle, position, source, length, detail, .to_map));
 }
 
 /// Writes dirty pages of `[position, position + length)` to the file and waits for the device.
-export fn gm_flush(handle: u32, position: f64, length: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_flush(handle: f64, position: f64, length: f64, detail: ?*align(1) Detail) i32 {
     const out = detail orelse return code(.invalid_argument);
     out.* = Detail.zero;
     const range = parse_range(position, length) orelse return code(.invalid_argument);
@@ -394,7 +465,7 @@ fn redirty_pages(mapping: *const os.Mapping, position: u64, length_bytes: u64) v
     }
 }
 
-export fn gm_advise(handle: u32, position: f64, length: f64, advice_raw: u32, detail: ?*align(1) Detail) i32 {
+export fn gm_advise(handle: f64, position: f64, length: f64, advice_raw: u32, detail: ?*align(1) Detail) i32 {
     const out = detail orelse return code(.invalid_argument);
     out.* = Detail.zero;
     const range = parse_range(position, length) orelse return code(.invalid_argument);
@@ -412,7 +483,7 @@ export fn gm_advise(handle: u32, position: f64, length: f64, advice_raw: u32, de
 
 /// Faults `[position, position + length)` in. On failure the detail names the first failing
 /// offset; no signal reaches the caller either way.
-export fn gm_prefault(handle: u32, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32 {
+export fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32 {
     const out = detail orelse return code(.invalid_argument);
     out.* = Detail.zero;
     const range = parse_range(position, length) orelse return code(.invalid_argument);
@@ -501,7 +572,7 @@ fn channel_publish(index: u32, status: Status, channel: *const channel_zig.Chann
     return .ok;
 }
 
-export fn gm_channel_close(handle: u32) i32 {
+export fn gm_channel_close(handle: f64) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const slot = channels.begin_close(handle) catch |err| return code(switch (err) {
         error.BadHandle => .bad_handle,
@@ -513,24 +584,24 @@ export fn gm_channel_close(handle: u32) i32 {
 }
 
 /// The address of the channel's header; the staging area follows it at 4096 bytes.
-export fn gm_channel_address(handle: u32) ?*anyopaque {
+export fn gm_channel_address(handle: f64) ?*anyopaque {
     const lease = channels.acquire(handle) catch return null;
     defer lease.release();
     return @ptrCast(lease.slot.mapping.header);
 }
 
 /// Host: watch the worker process `pid`, so waits end at once when it exits.
-export fn gm_channel_watch(handle: u32, pid: i32) i32 {
+export fn gm_channel_watch(handle: f64, pid: i32) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const lease = channels.acquire(handle) catch return code(.bad_handle);
     defer lease.release();
     return code(channel_zig.watch(&lease.slot.mapping, pid));
 }
 
-fn write_request(channel: *channel_zig.Channel, op: u32, file_handle: u32, range: Range, staging_offset: u64, argument: u32) void {
+fn write_request(channel: *channel_zig.Channel, op: u32, file_handle: f64, range: Range, staging_offset: u64, argument: u32) void {
     const header = channel.header;
     header.op = op;
-    header.handle = file_handle;
+    channel_zig.set_file_handle(header, file_handle);
     header.position = range.position;
     header.length_bytes = range.length_bytes;
     header.staging_offset = staging_offset;
@@ -554,7 +625,7 @@ fn channel_leave(channel: *channel_zig.Channel) void {
 }
 
 /// Host: posts a request without waiting (for requests the worker's JavaScript serves).
-export fn gm_channel_post(handle: u32, op: u32, file_handle: u32, position: f64, length: f64, staging_offset: f64, argument: u32) i32 {
+export fn gm_channel_post(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, staging_offset: f64, argument: u32) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const range = parse_range(position, length) orelse return code(.invalid_argument);
     const offset = window_zig.integer_from_f64(staging_offset) orelse return code(.invalid_argument);
@@ -570,7 +641,7 @@ export fn gm_channel_post(handle: u32, op: u32, file_handle: u32, position: f64,
 
 /// Host: waits for the answer to the posted request. Returns the worker's status, or
 /// `worker_gone` / `timed_out`. Safe to call with Deno's `nonblocking: true`.
-export fn gm_channel_wait(handle: u32, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_channel_wait(handle: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const out = detail orelse return code(.invalid_argument);
     const limits = Limits.parse(timeout_ms, budget_unlimited_us) orelse return code(.invalid_argument);
@@ -622,7 +693,7 @@ fn wait_answer(channel: *channel_zig.Channel, limits: Limits, out: *align(1) Det
 
 /// Host: one request the worker serves natively (flush, prefault, advise), waited for at most
 /// `budget_us` here; `pending` means: finish it with gm_pool_resume.
-export fn gm_channel_call(handle: u32, op: u32, file_handle: u32, position: f64, length: f64, argument: u32, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_channel_call(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, argument: u32, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const out = detail orelse return code(.invalid_argument);
     const range = parse_range(position, length) orelse return code(.invalid_argument);
@@ -642,7 +713,7 @@ export fn gm_channel_call(handle: u32, op: u32, file_handle: u32, position: f64,
 /// Host: finishes the call that returned `pending` on this channel, waiting as long as its time
 /// limit allows (meant for Deno's `nonblocking: true`). `buffer` and `positions` are the same
 /// memory the call was given: their lengths are checked against what the call recorded.
-export fn gm_pool_resume(handle: u32, buffer: ?[*]u8, buffer_length: f64, positions: ?[*]align(1) const f64, positions_count: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_pool_resume(handle: f64, buffer: ?[*]u8, buffer_length: f64, positions: ?[*]align(1) const f64, positions_count: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const out = detail orelse return code(.invalid_argument);
     const limits = Limits.parse(timeout_ms, budget_unlimited_us) orelse return code(.invalid_argument);
@@ -681,8 +752,8 @@ const Transfer = enum { read, write };
 /// area, in chunks of half of it: while the worker fills (or drains) one half, the host copies
 /// the other, so the two copies overlap.
 fn pool_transfer(
-    handle: u32,
-    file_handle: u32,
+    handle: f64,
+    file_handle: f64,
     position: f64,
     buffer: ?[*]u8,
     length: f64,
@@ -797,8 +868,8 @@ fn unstage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, 
 /// the staging area holds (positions and bytes), one request after the other. On a fault,
 /// `bytes_done` counts the bytes of all ranges before it, as in-process.
 export fn gm_pool_read_many(
-    handle: u32,
-    file_handle: u32,
+    handle: f64,
+    file_handle: f64,
     positions: ?[*]align(1) const f64,
     count: f64,
     length: f64,
@@ -812,8 +883,8 @@ export fn gm_pool_read_many(
 }
 
 fn pool_read_many(
-    handle: u32,
-    file_handle: u32,
+    handle: f64,
+    file_handle: f64,
     positions_pointer: ?[*]align(1) const f64,
     count_f64: f64,
     length: f64,
@@ -909,17 +980,17 @@ fn drive_read_many(
     return .ok;
 }
 
-export fn gm_pool_read(handle: u32, file_handle: u32, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_pool_read(handle: f64, file_handle: f64, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
     return code(pool_transfer(handle, file_handle, position, target, length, timeout_ms, budget_us, detail, .read));
 }
 
-export fn gm_pool_write(handle: u32, file_handle: u32, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+export fn gm_pool_write(handle: f64, file_handle: f64, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
     return code(pool_transfer(handle, file_handle, position, source, length, timeout_ms, budget_us, detail, .write));
 }
 
 /// Worker: serves data requests natively until a request for the worker's JavaScript arrives
 /// (its op is returned; answer it with gm_channel_reply) or the host is gone (returns 0).
-export fn gm_channel_serve(handle: u32, parent_pid: i32) i32 {
+export fn gm_channel_serve(handle: f64, parent_pid: i32) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const lease = channels.acquire(handle) catch return -code(.bad_handle);
     defer lease.release();
@@ -951,7 +1022,7 @@ fn serve_read_many(channel: *channel_zig.Channel, detail: *Detail) Status {
     const positions: [*]const f64 = @ptrCast(@alignCast(channel.staging));
     const targets = channel.staging + @as(usize, @intCast(layout.targets_offset));
     return read_many(
-        header.handle,
+        channel_zig.file_handle(header),
         positions,
         @floatFromInt(count),
         @floatFromInt(length_bytes),
@@ -972,19 +1043,19 @@ fn serve_data(channel: *channel_zig.Channel, detail: *Detail) Status {
     const op = std.meta.intToEnum(channel_zig.Op, header.op) catch return .invalid_argument;
     const staging = channel.staging + @as(usize, @intCast(@min(header.staging_offset, channel.staging_bytes)));
     const status: i32 = switch (op) {
-        .read => if (!staging_ok) code(.invalid_argument) else read_for_peer(header.handle, position, staging, length, detail),
-        .write => if (!staging_ok) code(.invalid_argument) else gm_write(header.handle, position, staging, length, detail),
+        .read => if (!staging_ok) code(.invalid_argument) else read_for_peer(channel_zig.file_handle(header), position, staging, length, detail),
+        .write => if (!staging_ok) code(.invalid_argument) else gm_write(channel_zig.file_handle(header), position, staging, length, detail),
         .read_many => code(serve_read_many(channel, detail)),
-        .flush => gm_flush(header.handle, position, length, detail),
-        .prefault => gm_prefault(header.handle, position, length, header.argument, detail),
-        .advise => gm_advise(header.handle, position, length, header.argument, detail),
+        .flush => gm_flush(channel_zig.file_handle(header), position, length, detail),
+        .prefault => gm_prefault(channel_zig.file_handle(header), position, length, header.argument, detail),
+        .advise => gm_advise(channel_zig.file_handle(header), position, length, header.argument, detail),
         else => code(.invalid_argument),
     };
     return std.meta.intToEnum(Status, status) catch .unexpected;
 }
 
 /// Worker: answers the request its JavaScript served, with `result_bytes` of result in staging.
-export fn gm_channel_reply(handle: u32, status: i32, result_bytes: f64) i32 {
+export fn gm_channel_reply(handle: f64, status: i32, result_bytes: f64) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const bytes = window_zig.integer_from_f64(result_bytes) orelse return code(.invalid_argument);
     const lease = channels.acquire(handle) catch return code(.bad_handle);
@@ -1022,7 +1093,7 @@ fn parse_range(position: f64, length: f64) ?Range {
 const Direction = enum { from_map, from_map_cached, to_map };
 
 fn copy_guarded(
-    handle: u32,
+    handle: f64,
     position: f64,
     buffer: ?[*]u8,
     length: f64,
@@ -1154,6 +1225,9 @@ test {
     _ = @import("guard.zig");
     if (builtin.os.tag == .linux) _ = @import("channel_test.zig");
     _ = @import("handles.zig");
+    _ = @import("owner.zig");
+    _ = @import("reaper.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
+    if (builtin.os.tag == .linux) _ = @import("signal_mask_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
 }

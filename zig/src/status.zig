@@ -45,6 +45,23 @@ pub const Status = enum(i32) {
     worker_gone = 20,
     /// A MapPool worker did not answer within the caller's time limit.
     timed_out = 21,
+    /// The path, or one of its components, is too long (ENAMETOOLONG; a path of 4,096 bytes or
+    /// more is refused before any system call).
+    name_too_long = 22,
+    /// "w+": the window would end past the largest file the file system allows (EFBIG).
+    /// OpenResult.length_bytes holds that size when it could be found, else 0.
+    file_too_large = 23,
+    /// "w+": the window would end past the process's file-size limit (RLIMIT_FSIZE), where
+    /// growing the file raises SIGXFSZ. OpenResult.length_bytes holds the limit.
+    file_size_limit = 24,
+    /// Too many levels of symbolic links, or a loop (ELOOP).
+    symlink_loop = 25,
+    /// The file is a running program or an active swap file and cannot be written (ETXTBSY).
+    file_busy = 26,
+    /// A component of the path is not a directory (ENOTDIR).
+    not_directory = 27,
+    /// Every slot of the process's map table is in use (handles.slot_count_max open maps).
+    map_limit = 30,
     /// A MapPool call stopped waiting on the calling thread within its budget; the request is
     /// still in flight and gm_pool_resume finishes it. Internal to the pool: never reaches users.
     pending = 35,
@@ -84,33 +101,42 @@ comptime {
     assert(@offsetOf(Detail, "signal_code") == 24);
 }
 
-/// Written by gm_open on success.
+/// Written by gm_open, on success and on failure (the fields say what each holds then).
 pub const OpenResult = extern struct {
-    handle: u32,
-    reserved: u32,
-    /// Length of the window in bytes.
+    /// The handle: an integer below 2^53, as the f64 every call takes (handles.zig).
+    handle: f64,
+    /// Length of the window in bytes. On `file_too_large` and `file_size_limit`: the limit in
+    /// bytes (0 when unknown). On `no_space` found before the file was touched: the bytes the
+    /// window needs.
     length_bytes: u64,
-    /// Size of the file after opening (after sizing, for mode w+).
+    /// Size of the file after opening (after sizing, for mode w+). On `no_space` found before
+    /// the file was touched: the bytes the file system could give (its free space plus the old
+    /// file's blocks).
     file_size_bytes: u64,
-    /// errno / GetLastError of the failing system call when gm_open fails.
+    /// errno / GetLastError of the failing system call when gm_open fails; 0 when a check
+    /// refused the open before any call failed.
     os_error: i32,
-    reserved2: i32,
+    /// On `not_regular_file` (and `is_directory`): what the path names, S_IFMT >> 12 as on
+    /// Linux (1 FIFO, 2 character device, 4 directory, 6 block device, 10 symbolic link,
+    /// 12 socket; 0 unknown).
+    file_kind: u32,
 
     pub const zero: OpenResult = .{
         .handle = 0,
-        .reserved = 0,
         .length_bytes = 0,
         .file_size_bytes = 0,
         .os_error = 0,
-        .reserved2 = 0,
+        .file_kind = 0,
     };
 };
 
 comptime {
     assert(@sizeOf(OpenResult) == 32);
+    assert(@offsetOf(OpenResult, "handle") == 0);
     assert(@offsetOf(OpenResult, "length_bytes") == 8);
     assert(@offsetOf(OpenResult, "file_size_bytes") == 16);
     assert(@offsetOf(OpenResult, "os_error") == 24);
+    assert(@offsetOf(OpenResult, "file_kind") == 28);
 }
 
 pub const Mode = enum(u32) {

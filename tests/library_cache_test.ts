@@ -1,0 +1,363 @@
+/**
+ * The prebuilt library's verified cache (ffi/library_cache.ts), exercised the way a JSR user's
+ * program meets it: each test packages this checkout's library into a copy of the module tree
+ * (tools/package.ts: packagedCopy, the same generated module `tools/dev package` writes) that has
+ * no zig/zig-out, and runs tests/library_cache/probe.ts against that copy in fresh processes
+ * with GUARDMAP_LIB unset and GUARDMAP_CACHE pointing at a scratch directory.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { libraryPath, native } from "../ffi/library.ts";
+import { sha256Hex } from "../ffi/library_prebuilt.ts";
+import { packagedCopy } from "../tools/package.ts";
+import { pattern, type Scratch, scratch, writePattern } from "./util.ts";
+
+const PROBE = fileURLToPath(new URL("./library_cache/probe.ts", import.meta.url));
+const linux = Deno.build.os === "linux";
+const ci = Deno.env.get("CI") === "true";
+
+const INFO_KERNEL = `import { libraryInfo, type LibraryInfo } from "./ffi/library.ts";
+export function libraryInfoOfWorker(_view: Uint8Array): LibraryInfo | undefined {
+  return libraryInfo();
+}
+`;
+const INFO_WEB_WORKER = `import { MappedFile } from "./mod.ts";
+import { libraryInfo } from "./ffi/library.ts";
+self.onmessage = (event: MessageEvent<string>) => {
+  MappedFile.open(event.data).close();
+  self.postMessage(libraryInfo());
+};
+`;
+
+interface Setup {
+  space: Scratch;
+  packageDir: string;
+  cacheDir: string;
+  dataFile: string;
+  sha256: string;
+  /** The file the cached library must be (named by its SHA-256). */
+  cachedPath: string;
+}
+
+/** A packaged copy of guardmap, a data file and an empty cache directory, in a scratch dir. */
+function setUp(): Setup {
+  native(); // This checkout's library (built here if needed): the one to package.
+  const space = scratch();
+  const packageDir = space.path("package");
+  const packaged = packagedCopy(packageDir, libraryPath()!);
+  Deno.writeTextFileSync(join(packageDir, "info_kernel.ts"), INFO_KERNEL);
+  Deno.writeTextFileSync(join(packageDir, "info_web_worker.ts"), INFO_WEB_WORKER);
+  const dataFile = space.path("data.bin");
+  writePattern(dataFile, 8192);
+  const cacheDir = space.path("cache");
+  const name = linux ? `libguardmap-${packaged.sha256}.so` : "";
+  return {
+    space,
+    packageDir,
+    cacheDir,
+    dataFile,
+    sha256: packaged.sha256,
+    cachedPath: join(cacheDir, name),
+  };
+}
+
+interface ProbeResult {
+  code: number;
+  stderr: string;
+  // deno-lint-ignore no-explicit-any
+  report: any;
+}
+
+/** Runs the probe in a new process with only the environment a user's program would have. */
+async function probe(
+  setup: Setup,
+  options: { flags?: string[]; args?: string[]; env?: Record<string, string> } = {},
+): Promise<ProbeResult> {
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    NO_COLOR: "1",
+    GUARDMAP_CACHE: setup.cacheDir,
+    ...options.env,
+  };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir !== undefined) env.DENO_DIR = denoDir;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--no-prompt",
+      ...(options.flags ?? ["--allow-all"]),
+      PROBE,
+      setup.packageDir,
+      setup.dataFile,
+      ...(options.args ?? []),
+    ],
+    clearEnv: true,
+    env,
+    stdin: "null",
+  }).output();
+  const stdout = new TextDecoder().decode(output.stdout).trim();
+  const stderr = new TextDecoder().decode(output.stderr);
+  const last = stdout.split("\n").at(-1) ?? "";
+  return { code: output.code, stderr, report: last.startsWith("{") ? JSON.parse(last) : undefined };
+}
+
+function assertLoaded(result: ProbeResult, what: string): void {
+  assert.equal(result.code, 0, `${what}: the probe failed:\n${result.stderr}`);
+  assert.deepEqual(result.report.bytes, [...pattern(0, 4)], `${what}: wrong bytes read`);
+}
+
+/** The names in a cache directory, sorted. */
+function cacheEntries(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
+}
+
+/** The inodes of the mappings of files under `path` in a probe's /proc/self/maps lines. */
+function mappedInodes(maps: string[], path: string): number[] {
+  return [
+    ...new Set(
+      maps.filter((line) => line.includes(path)).map((line) => Number(line.split(/\s+/)[4])),
+    ),
+  ];
+}
+
+/** Starts `count` probes, releases them together once all wait, and returns their results. */
+async function loadAtOnce(setup: Setup, tag: string, count: number): Promise<ProbeResult[]> {
+  const go = setup.space.path(`go-${tag}`);
+  const runs = Array.from({ length: count }, (_, i) =>
+    probe(setup, {
+      args: ["--go", go, "--ready", setup.space.path(`ready-${tag}-${i}`), "--maps"],
+    }));
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const ready = [...Deno.readDirSync(setup.space.dir)]
+      .filter((entry) => entry.name.startsWith(`ready-${tag}-`)).length;
+    if (ready === count) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  Deno.writeTextFileSync(go, "");
+  return await Promise.all(runs);
+}
+
+/** Every probe loaded the cached file, and the cache holds that one verified file only. */
+function assertOneFile(setup: Setup, results: ProbeResult[], what: string): void {
+  const name = `libguardmap-${setup.sha256}.so`;
+  for (const [i, result] of results.entries()) {
+    assertLoaded(result, `${what}, process ${i}`);
+    assert.equal(result.report.info.source, "cache");
+    assert.equal(result.report.info.path, join(setup.cacheDir, name));
+    assert.equal(result.report.info.sha256, setup.sha256);
+    // Each mapped the file that is there now (the loser of a race maps the winner's file).
+    const inodes = mappedInodes(result.report.maps, setup.cacheDir);
+    assert.deepEqual(inodes, [Deno.statSync(setup.cachedPath).ino], `${what}, process ${i}`);
+  }
+  // One complete file, no temporary or moved-aside file left behind.
+  assert.deepEqual(cacheEntries(setup.cacheDir), [name], what);
+  assert.equal(sha256Hex(Deno.readFileSync(setup.cachedPath)), setup.sha256, what);
+}
+
+Deno.test({
+  name: "library cache: 8 processes loading at once into an empty or a corrupt cache all load " +
+    "one verified file",
+  ignore: !linux,
+  async fn() {
+    const base = setUp();
+    using _space = base.space;
+    const count = 8;
+    for (let round = 0; round < 2; round++) {
+      const cacheDir = base.space.path(`cache-${round}`);
+      const setup = { ...base, cacheDir, cachedPath: join(cacheDir, basename(base.cachedPath)) };
+      const results = await loadAtOnce(setup, `empty-${round}`, count);
+      assertOneFile(setup, results, `empty cache, round ${round}`);
+      for (const [i, result] of results.entries()) {
+        // No process ever saw a partly written file under the final name.
+        assert.deepEqual(result.report.info.repaired, [], `process ${i}: ${result.stderr}`);
+      }
+      const decoded = results.filter((result) => result.report.info.decoded).length;
+      assert.ok(decoded >= 1, "no process decoded the embedded library into the empty cache");
+      console.log(`empty cache, round ${round}: ${decoded} of ${count} processes decoded`);
+
+      // The same file replaced by a loadable library with other bytes (a second name keeps its
+      // inode from being reused): all of them at once detect it, and none maps it.
+      const good = Deno.readFileSync(setup.cachedPath);
+      Deno.removeSync(setup.cachedPath);
+      Deno.writeFileSync(setup.cachedPath, new Uint8Array([...good, 1, 2, 3, 4]));
+      Deno.linkSync(setup.cachedPath, base.space.path(`tampered-${round}`));
+      const tampered = await loadAtOnce(setup, `corrupt-${round}`, count);
+      assertOneFile(setup, tampered, `corrupt cache, round ${round}`);
+      const repairs = tampered.filter((result) => result.report.info.repaired.length > 0).length;
+      assert.ok(repairs >= 1, "no process reported the corrupt file");
+      console.log(`corrupt cache, round ${round}: ${repairs} of ${count} processes repaired it`);
+    }
+  },
+});
+
+Deno.test({
+  name: "library cache: a corrupt or replaced file is reported, replaced and never loaded",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    assertLoaded(await probe(setup), "first load");
+    const good = Deno.readFileSync(setup.cachedPath);
+    const tampered = [
+      // A library that still loads (an ELF file ignores bytes appended to it): without the
+      // check, dlopen would take it.
+      ["replaced by a loadable library", new Uint8Array([...good, 1, 2, 3, 4])],
+      ["truncated", good.subarray(0, good.byteLength >> 1)],
+      ["one byte flipped", good.map((byte, i) => i === 4096 ? byte ^ 0xff : byte)],
+    ] as const;
+    for (const [index, [what, bytes]] of tampered.entries()) {
+      Deno.removeSync(setup.cachedPath);
+      Deno.writeFileSync(setup.cachedPath, bytes);
+      // A second name keeps the tampered inode allocated, so its number cannot be reused.
+      Deno.linkSync(setup.cachedPath, setup.space.path(`tampered-${index}`));
+      const badInode = Deno.statSync(setup.cachedPath).ino!;
+      const result = await probe(setup, { args: ["--maps"] });
+      assertLoaded(result, what);
+      const info = result.report.info;
+      assert.equal(info.source, "cache", what);
+      assert.equal(info.decoded, true, what);
+      assert.equal(info.repaired.length, 1, what);
+      assert.match(info.repaired[0], /did not verify .*SHA-256.*replaced and not loaded/, what);
+      assert.match(result.stderr, /guardmap: .* did not verify/, `${what}: no warning printed`);
+      // The process mapped the new file, never the tampered one.
+      const inodes = mappedInodes(result.report.maps, setup.cachedPath);
+      assert.deepEqual(inodes, [Deno.statSync(setup.cachedPath).ino], what);
+      assert.ok(!inodes.includes(badInode), `${what}: the tampered file was loaded`);
+      assert.equal(sha256Hex(Deno.readFileSync(setup.cachedPath)), setup.sha256, what);
+      assert.deepEqual(cacheEntries(setup.cacheDir), [`libguardmap-${setup.sha256}.so`], what);
+    }
+    // A file that verifies is used as it is: same inode, nothing decoded.
+    const inode = Deno.statSync(setup.cachedPath).ino;
+    const warm = await probe(setup);
+    assertLoaded(warm, "warm load");
+    assert.equal(warm.report.info.decoded, false);
+    assert.equal(Deno.statSync(setup.cachedPath).ino, inode, "a verified file was rewritten");
+  },
+});
+
+Deno.test({
+  name: "library cache: MapPool workers and Web Workers load the cached file without decoding",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    const result = await probe(setup, { args: ["--pool", "--web-worker"] });
+    assertLoaded(result, "host");
+    const host = result.report.info;
+    assert.equal(host.source, "cache");
+    const worker = result.report.poolInfo;
+    assert.equal(worker.source, "GUARDMAP_LIB", "the worker did not take the host's file");
+    assert.equal(worker.path, host.path);
+    assert.equal(worker.sha256, setup.sha256, "the worker did not verify the file");
+    assert.notEqual(worker.decoded, true);
+    assert.deepEqual(result.report.poolBytes, [...pattern(0, 4)]);
+    const web = result.report.webWorkerInfo;
+    assert.equal(web.source, "cache");
+    assert.equal(web.path, host.path);
+    assert.equal(web.decoded, false, "the Web Worker decoded the embedded library again");
+
+    // The cached file replaced after the host loaded it: a worker checks it and refuses it.
+    const tampered = await probe(setup, { args: ["--tamper", "--pool"] });
+    assertLoaded(tampered, "host, tampered cache");
+    assert.notEqual(tampered.report.poolInfo.source, "GUARDMAP_LIB", "a worker loaded it");
+    assert.equal(tampered.report.poolInfo.source, "memory file");
+    assert.deepEqual(tampered.report.poolBytes, [...pattern(0, 4)]);
+  },
+});
+
+Deno.test({
+  name: "library cache: no permission to write it gives a memory file, and the reason names " +
+    "the path and the flag",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    // Everything a user grants, except writing to the cache.
+    const flags = [
+      "--allow-ffi",
+      "--allow-env",
+      "--allow-read",
+      `--allow-write=${setup.dataFile}`,
+      "--allow-run",
+    ];
+    const result = await probe(setup, { flags, args: ["--pool"] });
+    assertLoaded(result, "no --allow-write for the cache");
+    const info = result.report.info;
+    assert.equal(info.source, "memory file");
+    assert.match(info.path, /^\/proc\/self\/fd\/\d+$/);
+    assert.ok(
+      info.note.includes(`grant --allow-write=${setup.cacheDir}`),
+      `the reason does not name the path and the flag: ${info.note}`,
+    );
+    assert.equal(result.report.poolInfo.source, "memory file", "the pool's worker");
+    assert.throws(() => Deno.statSync(setup.cacheDir), Deno.errors.NotFound);
+
+    // No --allow-env to find the cache: the reason names the variables.
+    const noEnv = await probe(setup, {
+      flags: ["--allow-ffi", "--allow-read", "--allow-write"],
+    });
+    assertLoaded(noEnv, "no --allow-env");
+    assert.equal(noEnv.report.info.source, "memory file");
+    assert.match(noEnv.report.info.note, /--allow-env=GUARDMAP_CACHE,XDG_CACHE_HOME,HOME/);
+
+    // Where no memory file can be made either (FFI granted for the cache only, so libc cannot
+    // be opened), the error names the path and the flag.
+    const denied = await probe(setup, {
+      flags: [`--allow-ffi=${setup.cacheDir}`, "--allow-env", "--allow-read"],
+    });
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /NO_LIBRARY|could not be loaded/);
+    assert.ok(
+      denied.stderr.includes(`grant --allow-write=${setup.cacheDir}`),
+      `the error does not name the path and the flag:\n${denied.stderr}`,
+    );
+  },
+});
+
+/** Mounts a read-only tmpfs at `dir`; false (and says why) where that is not possible. */
+function mountReadOnly(dir: string): boolean {
+  Deno.mkdirSync(dir, { recursive: true });
+  try {
+    const output = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", dir],
+      stderr: "piped",
+    }).outputSync();
+    if (output.success) return true;
+    console.log(`mount failed: ${new TextDecoder().decode(output.stderr).trim()}`);
+  } catch (error) {
+    console.log(`mount could not run: ${error}`);
+  }
+  return false;
+}
+
+Deno.test({
+  name: "library cache: on a read-only file system the library comes from a memory file",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    const readOnly = setup.space.path("read-only");
+    if (!mountReadOnly(readOnly)) {
+      if (ci) throw new Error("CI: a read-only tmpfs could not be mounted (needs root)");
+      console.log("SKIPPED: cannot mount a read-only tmpfs here (not root)");
+      return;
+    }
+    try {
+      const cacheDir = join(readOnly, "guardmap");
+      const result = await probe({ ...setup, cacheDir });
+      assertLoaded(result, "read-only cache");
+      const info = result.report.info;
+      assert.equal(info.source, "memory file");
+      assert.ok(info.note.includes(cacheDir), `the reason does not name the path: ${info.note}`);
+      assert.match(info.note, /Read-only file system/);
+    } finally {
+      new Deno.Command("umount", { args: [readOnly] }).outputSync();
+    }
+  },
+});
