@@ -313,3 +313,23 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     Deno.removeSync(kernels, { recursive: true });
   }
 });
+
+Deno.test("pool arguments: wrong option and range types are errors that name the argument", async () => {
+  assert.throws(() => new MapPool(5 as never), /options must be an object/);
+  assert.throws(() => new MapPool({ restart: "no" as never }), /restart must be an object/);
+  assert.throws(
+    () => new MapPool({ restart: { maxFailedStarts: NaN } }),
+    (error: unknown) => error instanceof RangeError && /maxFailedStarts/.test(error.message),
+  );
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 4096);
+  await using pool = new MapPool({ workers: 1 });
+  const file = await pool.open(path);
+  await assert.rejects(
+    () => file.flush({ position: "0" as never }),
+    (error: unknown) => error instanceof TypeError && /flush: position/.test(error.message),
+  );
+  await assert.rejects(() => file.prefault("x" as never), /prefault: range must be an object/);
+  await file.flush({ position: 0, length: 4096 });
+});

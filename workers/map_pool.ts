@@ -213,6 +213,8 @@ class PoolCore {
   #failedWorker: PoolWorker | undefined;
 
   constructor(options: MapPoolOptions) {
+    objectOrUndefined(options, "new MapPool: options");
+    objectOrUndefined(options.restart, "new MapPool: restart");
     const workers = options.workers ?? 2;
     if (!Number.isSafeInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`workers must be an integer from 1 to 64, got ${workers}`);
@@ -240,9 +242,9 @@ class PoolCore {
       startTimeoutMs: timeout(options.startTimeoutMs, 10_000, "startTimeoutMs"),
       read: pathList(options.permissions?.read),
       write: pathList(options.permissions?.write),
-      maxFailedStarts: options.restart?.maxFailedStarts ?? 5,
-      backoffMs: options.restart?.backoffMs ?? 50,
-      backoffMaxMs: options.restart?.backoffMaxMs ?? 2000,
+      maxFailedStarts: count(options.restart?.maxFailedStarts, 5, 1, "restart.maxFailedStarts"),
+      backoffMs: count(options.restart?.backoffMs, 50, 0, "restart.backoffMs"),
+      backoffMaxMs: count(options.restart?.backoffMaxMs, 2000, 0, "restart.backoffMaxMs"),
     };
     this.#workers = Array.from({ length: workers }, (_, index) => new PoolWorker(index));
     const root = new URL("..", import.meta.url);
@@ -1026,12 +1028,17 @@ class PoolFileImpl implements PoolFile {
 
   async flush(range: WindowRange = {}): Promise<void> {
     this.#usable("flush");
-    await this.#pool.request(this, "flush", this.#range(range), 0);
+    await this.#pool.request(this, "flush", this.#range(range, "flush"), 0);
   }
 
   async prefault(options: PrefaultOptions = {}): Promise<void> {
     this.#usable("prefault");
-    await this.#pool.request(this, "prefault", this.#range(options), options.write ? 1 : 0);
+    await this.#pool.request(
+      this,
+      "prefault",
+      this.#range(options, "prefault"),
+      options.write ? 1 : 0,
+    );
   }
 
   async advise(advice: Advice, range: WindowRange = {}): Promise<void> {
@@ -1039,7 +1046,7 @@ class PoolFileImpl implements PoolFile {
     if (!Object.hasOwn(ADVICE, advice)) {
       throw new TypeError(`advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${advice}`);
     }
-    await this.#pool.request(this, "advise", this.#range(range), ADVICE[advice]);
+    await this.#pool.request(this, "advise", this.#range(range, "advise"), ADVICE[advice]);
   }
 
   async run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T> {
@@ -1058,7 +1065,16 @@ class PoolFileImpl implements PoolFile {
     return this.close();
   }
 
-  #range(range: WindowRange): [number, number] {
+  #range(range: WindowRange, operation: string): [number, number] {
+    objectOrUndefined(range, `${operation}: range`);
+    for (const name of ["position", "length"] as const) {
+      const value = range[name];
+      if (value !== undefined && typeof value !== "number") {
+        throw new TypeError(
+          `${operation}: ${name} must be a number of bytes, got ${describe(value)}`,
+        );
+      }
+    }
     const position = range.position ?? 0;
     return [position, range.length ?? this.byteLength - position];
   }
@@ -1085,6 +1101,30 @@ async function within<T>(promise: Promise<T>, milliseconds: number): Promise<T |
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A short description of a wrong value for an error message. */
+function describe(value: unknown): string {
+  return typeof value === "string"
+    ? `the string ${JSON.stringify(value)}`
+    : `${typeof value} ${String(value)}`;
+}
+
+/** Throws a TypeError naming `name` unless `value` is an object (or undefined). */
+function objectOrUndefined(value: unknown, name: string): void {
+  if (value === undefined || (typeof value === "object" && value !== null)) return;
+  throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+}
+
+/** A whole number of at least `min`, or `fallback` when undefined; a RangeError names `name`. */
+function count(value: number | undefined, fallback: number, min: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new RangeError(
+      `MapPool ${name} must be a whole number of at least ${min}, got ${describe(value)}`,
+    );
+  }
+  return value;
 }
 
 function timeout(value: number | undefined, fallback: number, name: string): number {
