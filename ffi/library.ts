@@ -58,56 +58,44 @@ const symbols = {
   gm_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
   gm_salvage_faults: { parameters: ["f64", "buffer"], result: "i32" },
   // MapPool channels (workers/).
-  gm_channel_create: { parameters: ["buffer", "usize", "f64", "buffer"], result: "i32" },
+  gm_channel_create: { parameters: ["f64", "buffer"], result: "i32" },
   gm_channel_attach: { parameters: ["buffer", "usize", "buffer"], result: "i32" },
   gm_channel_close: { parameters: ["f64"], result: "i32" },
-  gm_channel_unlink: { parameters: ["buffer", "usize"], result: "i32" },
   gm_channel_address: { parameters: ["f64"], result: "pointer" },
   gm_channel_watch: { parameters: ["f64", "i32"], result: "i32" },
   gm_channel_post: {
     parameters: ["f64", "u32", "f64", "f64", "f64", "f64", "u32"],
     result: "i32",
   },
-  gm_channel_wait: { parameters: ["f64", "f64", "buffer"], result: "i32" },
-  // The same function on Deno's blocking thread pool: the host's event loop keeps running while
-  // a worker runs a kernel or opens a file.
+  // On Deno's blocking thread pool: the host's event loop keeps running while a worker runs a
+  // kernel or opens a file.
   gm_channel_wait_async: {
     name: "gm_channel_wait",
     parameters: ["f64", "f64", "buffer"],
     result: "i32",
     nonblocking: true,
   },
+  // The pool's data calls wait at most their budget (the last f64 before the detail) on the
+  // calling thread, then return `pending`; gm_pool_resume_async waits for the rest off it.
   gm_channel_call: {
-    parameters: ["f64", "u32", "f64", "f64", "f64", "u32", "f64", "buffer"],
+    parameters: ["f64", "u32", "f64", "f64", "f64", "u32", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_read: {
-    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "buffer"],
+    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_write: {
-    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "buffer"],
+    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
     result: "i32",
   },
   gm_pool_read_many: {
-    parameters: ["f64", "f64", "buffer", "f64", "f64", "buffer", "f64", "f64", "buffer"],
+    parameters: ["f64", "f64", "buffer", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
     result: "i32",
   },
-  gm_pool_read_many_async: {
-    name: "gm_pool_read_many",
-    parameters: ["f64", "f64", "buffer", "f64", "f64", "buffer", "f64", "f64", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
-  gm_pool_read_async: {
-    name: "gm_pool_read",
-    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
-  gm_pool_write_async: {
-    name: "gm_pool_write",
-    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "buffer"],
+  gm_pool_resume_async: {
+    name: "gm_pool_resume",
+    parameters: ["f64", "buffer", "f64", "buffer", "f64", "f64", "buffer"],
     result: "i32",
     nonblocking: true,
   },

@@ -45,6 +45,7 @@ export const Status: {
   readonly file_busy: 26;
   readonly not_directory: 27;
   readonly map_limit: 30;
+  readonly pending: 35;
   readonly unexpected: 99;
 } = {
   ok: 0,
@@ -76,6 +77,7 @@ export const Status: {
   file_busy: 26,
   not_directory: 27,
   map_limit: 30,
+  pending: 35,
   unexpected: 99,
 };
 
@@ -126,5 +128,6 @@ const ERROR_CODES: Record<number, string> = {
   [Status.file_busy]: "ETXTBSY",
   [Status.not_directory]: "ENOTDIR",
   [Status.map_limit]: "MAP_LIMIT",
+  [Status.pending]: "PENDING",
   [Status.unexpected]: "UNEXPECTED",
 };

@@ -12,6 +12,8 @@ import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
+import { GRANTS_PER_RUN_MAX, hostOf, KernelAccess } from "./kernel_access.ts";
+import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
 import { asBytes, checkPosition } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
@@ -38,9 +40,9 @@ export interface MapPoolOptions {
   /** Number of worker processes; default 2. Files are spread over them round-robin. */
   workers?: number;
   /**
-   * Extra paths the workers may read or write with Deno's own APIs: where `run` kernels live
-   * (outside guardmap's own directory) and whatever they read. Mapped files need no entry here:
-   * the host checks its own permissions for them before a worker maps them.
+   * Extra paths the workers may read or write with Deno's own APIs: whatever `run` kernels read.
+   * Mapped files need no entry here (the host checks its own permissions for them before a
+   * worker maps them), and neither do the kernel modules (see `PoolFile.run`).
    */
   permissions?: { read?: (string | URL)[]; write?: (string | URL)[] };
   /** Size of each worker's shared staging area in bytes, a power of two; default 4 MiB. */
@@ -55,7 +57,12 @@ export interface MapPoolOptions {
    * Restart policy. A worker that dies is restarted at once; a worker that dies before it
    * completed a single call counts as a failed start, and failed starts back off exponentially
    * (`backoffMs`, doubling, at most `backoffMaxMs`). After `maxFailedStarts` in a row the pool
-   * gives up: calls then throw a GuardmapError with code `"POOL_FAILED"`.
+   * gives up, like an open circuit breaker: calls then throw a GuardmapError with code
+   * `"POOL_FAILED"` at once. Once `backoffMaxMs` has passed, the next call tries one start of
+   * that worker again: if it works, the breaker closes (every worker's count of failed starts
+   * is cleared) and that call and the ones after it run as before; if not, that call throws
+   * `"POOL_FAILED"` too and the wait of `backoffMaxMs` begins again. Defaults: 5 starts, 50 ms,
+   * 2000 ms.
    */
   restart?: { maxFailedStarts?: number; backoffMs?: number; backoffMaxMs?: number };
 }
@@ -95,10 +102,11 @@ export interface PoolFile extends AsyncDisposable {
    * Runs export `name` of `module` inside the worker as `name(view, ...args)`, where `view` is
    * a zero-copy `Uint8Array` over the window, and returns its (awaited) result, copied back by
    * structured clone (JSON values, typed arrays, Maps, bigints, ...). `module` is a URL, or a
-   * path resolved against the current directory; the workers must be allowed to read it (it is
-   * if it lies inside guardmap's directory or `permissions.read`). If the kernel crashes the
-   * worker, or throws, the call rejects with {@linkcode WorkerCrashedError} and the worker is
-   * restarted.
+   * path resolved against the current directory. Outside guardmap's directory and
+   * `permissions.read`, the first `run` of a module restarts the worker with read access to that
+   * file, and to each file it imports (import access to the host of an `https:` module), as long
+   * as this process holds that permission itself. If the kernel crashes the worker, or throws,
+   * the call rejects with {@linkcode WorkerCrashedError} and the worker is restarted.
    */
   run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T>;
   /** Unmaps the file in its worker. Idempotent. */
@@ -106,8 +114,6 @@ export interface PoolFile extends AsyncDisposable {
 }
 
 const DEFAULT_STAGING_BYTES = 4 * 1024 * 1024;
-/** Transfers at least this large run on Deno's blocking pool, so the event loop keeps going. */
-const ASYNC_TRANSFER_BYTES = 1024 * 1024;
 /** The time limit passed to the library for "no limit" (about 285 years). */
 const NO_TIMEOUT_MS = 2 ** 53;
 const STDERR_TAIL_BYTES = 4096;
@@ -195,9 +201,20 @@ class PoolCore {
   #restarts = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Kernel modules (and their imports) the workers were given access to. */
+  #access: KernelAccess;
+  /** Set while the breaker is open: the pool gave up restarting a worker. */
   #failure: GuardmapError | undefined;
+  /** When the breaker opened, or its last probe failed. */
+  #failedAtMs = 0;
+  /** A call is trying the one start that may close the breaker. */
+  #probing = false;
+  /** The worker whose failed starts opened the breaker: the probe starts it. */
+  #failedWorker: PoolWorker | undefined;
 
   constructor(options: MapPoolOptions) {
+    objectOrUndefined(options, "new MapPool: options");
+    objectOrUndefined(options.restart, "new MapPool: restart");
     const workers = options.workers ?? 2;
     if (!Number.isSafeInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`workers must be an integer from 1 to 64, got ${workers}`);
@@ -225,11 +242,16 @@ class PoolCore {
       startTimeoutMs: timeout(options.startTimeoutMs, 10_000, "startTimeoutMs"),
       read: pathList(options.permissions?.read),
       write: pathList(options.permissions?.write),
-      maxFailedStarts: options.restart?.maxFailedStarts ?? 5,
-      backoffMs: options.restart?.backoffMs ?? 50,
-      backoffMaxMs: options.restart?.backoffMaxMs ?? 2000,
+      maxFailedStarts: count(options.restart?.maxFailedStarts, 5, 1, "restart.maxFailedStarts"),
+      backoffMs: count(options.restart?.backoffMs, 50, 0, "restart.backoffMs"),
+      backoffMaxMs: count(options.restart?.backoffMaxMs, 2000, 0, "restart.backoffMaxMs"),
     };
     this.#workers = Array.from({ length: workers }, (_, index) => new PoolWorker(index));
+    const root = new URL("..", import.meta.url);
+    this.#access = new KernelAccess(
+      [...(root.protocol === "file:" ? [fileURLToPath(root)] : []), ...this.#options.read],
+      root.protocol === "file:" ? [] : [hostOf(root)],
+    );
   }
 
   /** How many workers were restarted after dying. */
@@ -282,7 +304,11 @@ class PoolCore {
     body: () => T | Promise<T>,
   ): Promise<T> {
     const call = worker.queue.then(async () => {
-      await this.#ensureAlive(worker);
+      const turn = yieldIfDue();
+      if (turn !== undefined) await turn;
+      if (!worker.alive || this.#closed || this.#failure !== undefined) {
+        await this.#ensureAlive(worker);
+      }
       const life = worker.life!;
       life.inCall = true;
       try {
@@ -353,7 +379,30 @@ class PoolCore {
     return this.#check(await lib.gm_channel_wait_async(worker.channel, timeoutMs, worker.detail));
   }
 
-  /** Reads or writes through the worker; large transfers leave the event loop free. */
+  /**
+   * Finishes a call that returned `pending` (its worker did not answer within the budget) on
+   * Deno's blocking pool, so the event loop runs while the worker works, or hangs. Any other
+   * status is checked at once: the fast path adds no promise.
+   */
+  #finish(
+    worker: PoolWorker,
+    status: number,
+    buffer: Uint8Array | null,
+    positions: Float64Array | null,
+  ): number | Promise<number> {
+    if (status !== Status.pending) return this.#check(status);
+    return native().gm_pool_resume_async(
+      worker.channel,
+      buffer,
+      buffer?.byteLength ?? 0,
+      positions,
+      positions?.length ?? 0,
+      this.#options.callTimeoutMs,
+      worker.detail,
+    ).then((resumed) => this.#check(resumed));
+  }
+
+  /** Reads or writes through the worker; a worker slower than the budget is awaited off-thread. */
   transfer(
     file: PoolFileImpl,
     kind: "read" | "write",
@@ -364,14 +413,24 @@ class PoolCore {
       const lib = native();
       const worker = file.worker;
       const length = bytes.byteLength;
-      const timeoutMs = this.#options.callTimeoutMs;
-      const large = length >= ASYNC_TRANSFER_BYTES;
-      const call = kind === "read"
-        ? (large ? lib.gm_pool_read_async : lib.gm_pool_read)
-        : (large ? lib.gm_pool_write_async : lib.gm_pool_write);
-      const status = this.#check(
-        await call(worker.channel, file.handle, position, bytes, length, timeoutMs, worker.detail),
+      const staged = stagedCopy(bytes, kind === "write");
+      const call = kind === "read" ? lib.gm_pool_read : lib.gm_pool_write;
+      const first = call(
+        worker.channel,
+        file.handle,
+        position,
+        staged,
+        length,
+        this.#options.callTimeoutMs,
+        budgetFor(length),
+        worker.detail,
       );
+      const finished = this.#finish(worker, first, staged, null);
+      const status = typeof finished === "number" ? finished : await finished;
+      if (kind === "read" && staged !== bytes) {
+        const delivered = status === Status.ok ? length : bytesDone(worker.detailView, length);
+        bytes.set(staged.subarray(0, delivered));
+      }
       if (status !== Status.ok) throw this.#callError(file, status, kind, position, length);
       return length;
     });
@@ -386,30 +445,35 @@ class PoolCore {
   readMany(
     file: PoolFileImpl,
     bytes: Uint8Array,
-    positions: Float64Array,
+    list: Float64Array,
     length: number,
   ): Promise<number> {
     return this.#exclusive(file.worker, "readMany", file.path, async () => {
-      const lib = native();
       const worker = file.worker;
-      const count = positions.length;
-      // Each range also moves its 8-byte position through staging.
-      const call = count * (8 + length) >= ASYNC_TRANSFER_BYTES
-        ? lib.gm_pool_read_many_async
-        : lib.gm_pool_read_many;
-      const status = this.#check(
-        await call(
-          worker.channel,
-          file.handle,
-          positions,
-          count,
-          length,
-          bytes,
-          bytes.byteLength,
-          this.#options.callTimeoutMs,
-          worker.detail,
-        ),
+      const count = list.length;
+      const staged = stagedCopy(bytes, false);
+      const positions = stagedCopy(list, true);
+      const first = native().gm_pool_read_many(
+        worker.channel,
+        file.handle,
+        positions,
+        count,
+        length,
+        staged,
+        staged.byteLength,
+        this.#options.callTimeoutMs,
+        // Each range also moves its 8-byte position through staging.
+        budgetFor(count * (8 + length)),
+        worker.detail,
       );
+      const finished = this.#finish(worker, first, staged, positions);
+      const status = typeof finished === "number" ? finished : await finished;
+      if (staged !== bytes) {
+        const total = count * length;
+        bytes.set(
+          staged.subarray(0, status === Status.ok ? total : bytesDone(worker.detailView, total)),
+        );
+      }
       if (status === Status.ok) return count * length;
       const index = splitBatchCount(worker.detailView, length, count);
       const error = this.#callError(file, status, "read", positions[index], length);
@@ -429,22 +493,22 @@ class PoolCore {
       : operation === "prefault"
       ? Op.prefault
       : Op.advise;
-    return this.#exclusive(file.worker, operation, file.path, () => {
-      const lib = native();
+    return this.#exclusive(file.worker, operation, file.path, async () => {
       const worker = file.worker;
       const [position, length] = range;
-      const status = this.#check(
-        lib.gm_channel_call(
-          worker.channel,
-          op,
-          file.handle,
-          position,
-          length,
-          argument,
-          this.#options.callTimeoutMs,
-          worker.detail,
-        ),
+      const first = native().gm_channel_call(
+        worker.channel,
+        op,
+        file.handle,
+        position,
+        length,
+        argument,
+        this.#options.callTimeoutMs,
+        SYNC_BUDGET_US,
+        worker.detail,
       );
+      const finished = this.#finish(worker, first, null, null);
+      const status = typeof finished === "number" ? finished : await finished;
       if (status !== Status.ok) throw this.#callError(file, status, operation, position, length);
     });
   }
@@ -453,29 +517,45 @@ class PoolCore {
     const url = moduleUrl(module);
     return this.#exclusive(file.worker, "run", file.path, async () => {
       const worker = file.worker;
-      const request: RunRequest = {
-        handle: file.handle,
-        length: file.byteLength,
-        module: url,
-        name,
-        args,
-      };
-      const status = await this.#control(
-        worker,
-        Op.run,
-        file.handle,
-        request,
-        this.#options.runTimeoutMs,
-      );
-      if (status === Status.ok) return readPayload<T>(worker.staging, worker.resultBytes());
-      const failure = worker.resultBytes() > 0
-        ? readPayload<FailureAnswer>(worker.staging, worker.resultBytes()).message
-        : `status ${status}`;
-      throw new GuardmapError(`run ${name} from ${url} on "${file.path}": ${failure}`, {
-        code: status === Status.not_found ? "KERNEL_NOT_FOUND" : "RESULT_TOO_LARGE",
-        status,
-        path: file.path,
-      });
+      // The kernel module first, then whatever it imports that the worker is refused: each
+      // grant the host may give restarts the worker with it (bounded per call).
+      const first = this.#access.neededFor(url);
+      if (first !== undefined) this.#access.grant(first);
+      for (let grants = 0;; grants++) {
+        // A worker started before the latest grants lacks them: start it again with them.
+        if (worker.accessVersion !== this.#access.version) {
+          await this.#start(worker);
+          await this.#reopen(worker);
+        }
+        const request: RunRequest = {
+          handle: file.handle,
+          length: file.byteLength,
+          module: url,
+          name,
+          args,
+        };
+        const status = await this.#control(
+          worker,
+          Op.run,
+          file.handle,
+          request,
+          this.#options.runTimeoutMs,
+        );
+        if (status === Status.ok) return readPayload<T>(worker.staging, worker.resultBytes());
+        const failure: FailureAnswer = worker.resultBytes() > 0
+          ? readPayload<FailureAnswer>(worker.staging, worker.resultBytes())
+          : { message: `status ${status}` };
+        const denied = failure.denied;
+        if (denied !== undefined && grants < GRANTS_PER_RUN_MAX) {
+          this.#access.grant(denied);
+          if (worker.accessVersion !== this.#access.version) continue;
+        }
+        throw new GuardmapError(`run ${name} from ${url} on "${file.path}": ${failure.message}`, {
+          code: status === Status.not_found ? "KERNEL_NOT_FOUND" : "RESULT_TOO_LARGE",
+          status,
+          path: file.path,
+        });
+      }
     });
   }
 
@@ -527,7 +607,7 @@ class PoolCore {
         status: Status.bad_handle,
       });
     }
-    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#failure !== undefined) return await this.#probe(worker);
     if (worker.alive) return;
     worker.starting ??= this.#startWithBackoff(worker).finally(() => {
       worker.starting = undefined;
@@ -535,16 +615,46 @@ class PoolCore {
     await worker.starting;
   }
 
+  /**
+   * The open breaker: calls fail at once with the POOL_FAILED error, except that once
+   * `backoffMaxMs` has passed since the pool gave up (or since the last probe failed), one call
+   * starts the worker that failed once more, whichever worker the call is for. If that start
+   * works, the breaker closes and the pool works as before; if not, the call fails and the wait
+   * begins again.
+   */
+  async #probe(worker: PoolWorker): Promise<void> {
+    const failed = this.#failedWorker!;
+    if (this.#probing || performance.now() - this.#failedAtMs < this.#options.backoffMaxMs) {
+      throw this.#failure;
+    }
+    this.#probing = true;
+    try {
+      await this.#start(failed);
+      await this.#reopen(failed);
+      this.#restarts++;
+    } catch (error) {
+      failed.lastStartError = error instanceof Error ? error.message : String(error);
+      await this.#reap(failed);
+      this.#failedAtMs = performance.now();
+      this.#failure = poolFailed(failed, this.#options.backoffMaxMs, "and one more start failed");
+      throw this.#failure;
+    } finally {
+      this.#probing = false;
+    }
+    for (const each of this.#workers) each.failedStarts = 0;
+    this.#failure = undefined;
+    this.#failedWorker = undefined;
+    await this.#ensureAlive(worker);
+  }
+
   async #startWithBackoff(worker: PoolWorker): Promise<void> {
     const restart = worker.generation > 0;
-    // Bounded: at most maxFailedStarts attempts, then the pool fails for good.
+    // Bounded: at most maxFailedStarts attempts, then the pool's breaker opens (see #probe).
     while (true) {
       if (worker.failedStarts >= this.#options.maxFailedStarts) {
-        this.#failure = new GuardmapError(
-          `MapPool gave up: worker ${worker.index} failed to start or died before completing a ` +
-            `call ${worker.failedStarts} times in a row. Last error: ${worker.lastStartError}`,
-          { code: "POOL_FAILED", status: Status.unexpected },
-        );
+        this.#failure = poolFailed(worker, this.#options.backoffMaxMs, "");
+        this.#failedWorker = worker;
+        this.#failedAtMs = performance.now();
         throw this.#failure;
       }
       if (worker.failedStarts > 0) {
@@ -572,28 +682,22 @@ class PoolCore {
     // The previous process's channel (mapping and pidfd) goes before a new one is made.
     await this.#reap(worker);
     worker.generation++;
-    const channelPath = `/dev/shm/guardmap-${Deno.pid}-${worker.index}-${worker.generation}-` +
-      crypto.randomUUID().slice(0, 8);
-    const pathBytes = new TextEncoder().encode(channelPath);
     const out = new Uint8Array(32);
-    const created = lib.gm_channel_create(
-      pathBytes,
-      BigInt(pathBytes.byteLength),
-      this.#options.stagingBytes,
-      out,
-    );
+    const created = lib.gm_channel_create(this.#options.stagingBytes, out);
     if (created !== Status.ok) {
       throw new GuardmapError(
-        `cannot create the worker channel ${channelPath} (status ${created})`,
-        {
-          code: "CHANNEL",
-          status: created,
-        },
+        `cannot create the shared memory of worker ${worker.index} (status ${created}, ` +
+          `errno ${new DataView(out.buffer).getInt32(24, true)})`,
+        { code: "CHANNEL", status: created },
       );
     }
-    worker.attachChannel(new DataView(out.buffer).getFloat64(0, true), this.#options.stagingBytes);
+    const result = new DataView(out.buffer);
+    worker.attachChannel(result.getFloat64(0, true), this.#options.stagingBytes);
+    // The memory file has no name, so nothing is left behind whenever this process dies: the
+    // worker opens it through this process's descriptor table.
+    const channelPath = `/proc/${Deno.pid}/fd/${Number(result.getBigUint64(16, true))}`;
     try {
-      worker.spawn(this.#workerArgs(channelPath));
+      worker.spawn(this.#workerArgs(worker, channelPath));
       if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {
         throw new Error(`worker process ${worker.life!.pid} exited at once`);
       }
@@ -616,16 +720,13 @@ class PoolCore {
           worker.life?.stderrTail.trim() ?? ""
         }`,
       );
-    } finally {
-      // Both sides have it mapped (or the start failed): the name is no longer needed.
-      lib.gm_channel_unlink(pathBytes, BigInt(pathBytes.byteLength));
     }
     const life = worker.life!;
     life.alive = true;
     life.exited.then(() => this.#onExit(worker, life));
   }
 
-  #workerArgs(channelPath: string): string[] {
+  #workerArgs(worker: PoolWorker, channelPath: string): string[] {
     const entry = new URL("./worker.ts", import.meta.url);
     const root = new URL("..", import.meta.url);
     const read = [
@@ -633,7 +734,9 @@ class PoolCore {
       // The cached library, which the worker verifies before loading it.
       ...workerLibrary().read,
       ...this.#options.read,
+      ...this.#access.reads,
     ];
+    worker.accessVersion = this.#access.version;
     const args = [
       "run",
       "--quiet",
@@ -643,6 +746,7 @@ class PoolCore {
     ];
     if (read.length > 0) args.push(`--allow-read=${read.join(",")}`);
     if (this.#options.write.length > 0) args.push(`--allow-write=${this.#options.write.join(",")}`);
+    args.push(...this.#access.importFlags());
     args.push(
       entry.protocol === "file:" ? fileURLToPath(entry) : entry.href,
       channelPath,
@@ -750,6 +854,8 @@ class PoolWorker {
   starting: Promise<void> | undefined;
   failedStarts = 0;
   lastStartError = "";
+  /** The kernel grants (`KernelAccess.version`) this worker's process was started with. */
+  accessVersion = 0;
   /** The current process; undefined before the first start. */
   life: Life | undefined;
 
@@ -922,12 +1028,17 @@ class PoolFileImpl implements PoolFile {
 
   async flush(range: WindowRange = {}): Promise<void> {
     this.#usable("flush");
-    await this.#pool.request(this, "flush", this.#range(range), 0);
+    await this.#pool.request(this, "flush", this.#range(range, "flush"), 0);
   }
 
   async prefault(options: PrefaultOptions = {}): Promise<void> {
     this.#usable("prefault");
-    await this.#pool.request(this, "prefault", this.#range(options), options.write ? 1 : 0);
+    await this.#pool.request(
+      this,
+      "prefault",
+      this.#range(options, "prefault"),
+      options.write ? 1 : 0,
+    );
   }
 
   async advise(advice: Advice, range: WindowRange = {}): Promise<void> {
@@ -935,7 +1046,7 @@ class PoolFileImpl implements PoolFile {
     if (!Object.hasOwn(ADVICE, advice)) {
       throw new TypeError(`advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${advice}`);
     }
-    await this.#pool.request(this, "advise", this.#range(range), ADVICE[advice]);
+    await this.#pool.request(this, "advise", this.#range(range, "advise"), ADVICE[advice]);
   }
 
   async run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T> {
@@ -954,10 +1065,29 @@ class PoolFileImpl implements PoolFile {
     return this.close();
   }
 
-  #range(range: WindowRange): [number, number] {
+  #range(range: WindowRange, operation: string): [number, number] {
+    objectOrUndefined(range, `${operation}: range`);
+    for (const name of ["position", "length"] as const) {
+      const value = range[name];
+      if (value !== undefined && typeof value !== "number") {
+        throw new TypeError(
+          `${operation}: ${name} must be a number of bytes, got ${describe(value)}`,
+        );
+      }
+    }
     const position = range.position ?? 0;
     return [position, range.length ?? this.byteLength - position];
   }
+}
+
+/** The error calls get while the pool's breaker is open. */
+function poolFailed(worker: PoolWorker, backoffMaxMs: number, more: string): GuardmapError {
+  return new GuardmapError(
+    `MapPool gave up: worker ${worker.index} failed to start or died before completing a call ` +
+      `${worker.failedStarts} times in a row${more === "" ? "" : `, ${more}`}. Last error: ` +
+      `${worker.lastStartError}. A call ${backoffMaxMs} ms from now tries one start again.`,
+    { code: "POOL_FAILED", status: Status.unexpected },
+  );
 }
 
 /** Resolves with `promise`'s value, or with undefined after `milliseconds`. */
@@ -971,6 +1101,30 @@ async function within<T>(promise: Promise<T>, milliseconds: number): Promise<T |
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A short description of a wrong value for an error message. */
+function describe(value: unknown): string {
+  return typeof value === "string"
+    ? `the string ${JSON.stringify(value)}`
+    : `${typeof value} ${String(value)}`;
+}
+
+/** Throws a TypeError naming `name` unless `value` is an object (or undefined). */
+function objectOrUndefined(value: unknown, name: string): void {
+  if (value === undefined || (typeof value === "object" && value !== null)) return;
+  throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+}
+
+/** A whole number of at least `min`, or `fallback` when undefined; a RangeError names `name`. */
+function count(value: number | undefined, fallback: number, min: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new RangeError(
+      `MapPool ${name} must be a whole number of at least ${min}, got ${describe(value)}`,
+    );
+  }
+  return value;
 }
 
 function timeout(value: number | undefined, fallback: number, name: string): number {

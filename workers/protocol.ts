@@ -9,6 +9,7 @@
  */
 import { deserialize, serialize } from "node:v8";
 import type { OpenFailure } from "../ffi/open_options.ts";
+import type { Denied } from "./kernel_access.ts";
 
 /** Operation numbers; 1 to 5 are served natively (zig/src/channel.zig). */
 export const Op = {
@@ -62,6 +63,8 @@ export interface RunRequest {
 /** An answer carrying a message instead of a result (a failed import, a result too large). */
 export interface FailureAnswer {
   message: string;
+  /** What Deno refused the worker while it loaded a kernel, if that was the failure. */
+  denied?: Denied;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * A MapPool worker process. Started by the pool as
- * `deno run <narrow permissions> workers/worker.ts <channel path> <host pid>`, with the
+ * `deno run <narrow permissions> workers/worker.ts /proc/<host pid>/fd/<n> <host pid>` (the
+ * channel's nameless memory file, opened through the host's descriptor), with the
  * library's path in GUARDMAP_LIB. It maps the files the host asks for and serves reads and
  * writes natively (zig/src/channel.zig) until a request needs JavaScript: open, close, run a
  * kernel, ping, exit.
@@ -23,6 +24,7 @@ import {
   type RunRequest,
   writePayload,
 } from "./protocol.ts";
+import { deniedOf } from "./kernel_access.ts";
 
 const [channelPath, hostPid] = Deno.args;
 if (channelPath === undefined || hostPid === undefined) {
@@ -34,6 +36,8 @@ const lib = native();
 // Die with the host: the kernel sends SIGKILL when the parent exits, and the serve loop also
 // notices a changed parent within 100 ms.
 lib.gm_worker_bind_to_parent();
+// A host that died before that call sent no signal: this process was re-parented already.
+if (Deno.ppid !== Number(hostPid)) Deno.exit(0);
 
 const encoder = new TextEncoder();
 const attached = new Uint8Array(32);
@@ -112,6 +116,7 @@ async function run(): Promise<void> {
   } catch (error) {
     reply(Status.not_found, {
       message: `cannot load ${request.module}: ${error instanceof Error ? error.message : error}`,
+      denied: deniedOf(error),
     });
     return;
   }

@@ -1,10 +1,12 @@
 //! The shared-memory channel between a MapPool host and one worker process (Linux).
 //!
-//! One file in /dev/shm, mapped by both processes and unlinked as soon as the worker has it:
-//! a 4 KiB header (futex words, one request, one response) followed by the staging area that
-//! bytes travel through. Staging is tmpfs memory reserved with fallocate at creation, so
-//! touching it can neither fault on an I/O error nor on a full /dev/shm: the host never touches
-//! memory that a failing disk can poison.
+//! An anonymous memory file (memfd), mapped by both processes: a 4 KiB header (futex words, one
+//! request, one response) followed by the staging area that bytes travel through. The file never
+//! has a name: the worker opens it through /proc/<host pid>/fd/<n>, and it is freed with the last
+//! descriptor and mapping, so no death of either process at any moment can leave it behind.
+//! Staging is shmem memory reserved with fallocate at creation, so touching it can neither fault
+//! on an I/O error nor on a full memory cgroup: the host never touches memory that a failing disk
+//! can poison.
 //!
 //! One request is outstanding at a time. The host writes the request fields, then increments
 //! `request_sequence`; the worker serves it and sets `response_sequence` to the same value.
@@ -99,6 +101,21 @@ comptime {
     assert(@sizeOf(Header) == 136);
 }
 
+/// What a host-side call still has to do after it returned `pending` (see root.zig): it posted
+/// a request and stopped waiting for the answer within its budget. Host only.
+pub const Pending = struct {
+    kind: Kind = .none,
+    file_handle: f64 = 0,
+    /// read/write: the transfer's window position; read_many: the number of ranges.
+    position: u64 = 0,
+    /// read/write: the transfer's length; read_many: the bytes per range.
+    length_bytes: u64 = 0,
+    /// read/write: the chunk in flight; read_many: the first range of the request in flight.
+    step: u64 = 0,
+
+    pub const Kind = enum(u8) { none, read, write, read_many, call };
+};
+
 /// One end of a channel, as this process sees it.
 pub const Channel = struct {
     header: *Header,
@@ -107,36 +124,43 @@ pub const Channel = struct {
     total_bytes: usize,
     /// Host only: a pidfd of the worker, readable once the worker has exited; -1 if not watched.
     worker_pidfd: i32,
+    /// Host only: the memfd, kept open so the worker can open it through /proc; -1 otherwise.
+    memory_fd: i32,
+    /// Host only: the call that returned `pending`, to be finished by a resume.
+    pending: Pending,
+    /// Host only: 1 while a call runs on this channel (main thread or Deno's blocking pool), so
+    /// two calls can never interleave their requests, whatever the JavaScript side does.
+    in_use: u32,
 };
 
 fn errno_of(rc: usize) i32 {
     return @intFromEnum(linux.E.init(rc));
 }
 
-/// Creates the channel file at `path` (which must not exist), sizes and reserves it, maps it.
-pub fn create(path: [*:0]const u8, staging_bytes: u64, channel: *Channel, os_error: *i32) Status {
+/// Creates the channel's memory file (nameless), sizes and reserves it, maps it.
+pub fn create(staging_bytes: u64, channel: *Channel, os_error: *i32) Status {
     if (staging_bytes < staging_bytes_min or staging_bytes > staging_bytes_max) return .invalid_argument;
     if (!std.math.isPowerOfTwo(staging_bytes)) return .invalid_argument;
     const total_bytes = header_bytes + staging_bytes;
-    const flags: linux.O = .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true, .CLOEXEC = true };
-    const fd_rc = linux.open(path, flags, 0o600);
+    // The name only labels /proc/<pid>/fd links and /proc/<pid>/maps; it is in no file system.
+    const fd_rc = linux.memfd_create("guardmap-channel", linux.MFD.CLOEXEC);
     if (linux.E.init(fd_rc) != .SUCCESS) {
         os_error.* = errno_of(fd_rc);
-        return .io;
+        return if (os_error.* == 24 or os_error.* == 23) .too_many_open else .io;
     }
     const fd: i32 = @intCast(fd_rc);
-    defer _ = linux.close(fd);
     const reserved = linux.fallocate(fd, 0, 0, @intCast(total_bytes));
     if (linux.E.init(reserved) != .SUCCESS) {
         os_error.* = errno_of(reserved);
-        _ = linux.unlink(path);
+        _ = linux.close(fd);
         return if (os_error.* == 28) .no_space else .io;
     }
     const status = map(fd, total_bytes, channel, os_error);
     if (status != .ok) {
-        _ = linux.unlink(path);
+        _ = linux.close(fd);
         return status;
     }
+    channel.memory_fd = fd;
     const header = channel.header;
     header.* = std.mem.zeroes(Header);
     header.staging_bytes = staging_bytes;
@@ -148,7 +172,8 @@ pub fn create(path: [*:0]const u8, staging_bytes: u64, channel: *Channel, os_err
     return .ok;
 }
 
-/// Maps an existing channel file (the worker's side) and checks that it is one.
+/// Maps an existing channel file (the worker's side: /proc/<host pid>/fd/<n>) and checks that
+/// it is one.
 pub fn attach(path: [*:0]const u8, channel: *Channel, os_error: *i32) Status {
     const fd_rc = linux.open(path, .{ .ACCMODE = .RDWR, .CLOEXEC = true }, 0);
     if (linux.E.init(fd_rc) != .SUCCESS) {
@@ -189,14 +214,19 @@ fn map(fd: i32, total_bytes: u64, channel: *Channel, os_error: *i32) Status {
         .staging_bytes = total_bytes - header_bytes,
         .total_bytes = @intCast(total_bytes),
         .worker_pidfd = -1,
+        .memory_fd = -1,
+        .pending = .{},
+        .in_use = 0,
     };
     return .ok;
 }
 
 pub fn close(channel: *Channel) void {
     if (channel.worker_pidfd >= 0) _ = linux.close(channel.worker_pidfd);
+    if (channel.memory_fd >= 0) _ = linux.close(channel.memory_fd);
     _ = linux.munmap(@ptrCast(channel.header), channel.total_bytes);
     channel.worker_pidfd = -1;
+    channel.memory_fd = -1;
 }
 
 /// Host: remember the worker process, so waits notice at once when it dies.
@@ -241,7 +271,7 @@ fn spin_worth_it(mine: *i32, theirs: *const i32) bool {
     return cpu < 0 or other < 0 or other != cpu;
 }
 
-fn now_ns() u64 {
+pub fn now_ns() u64 {
     var time: linux.timespec = undefined;
     _ = linux.clock_gettime(.MONOTONIC, &time);
     return @as(u64, @intCast(time.sec)) * std.time.ns_per_s + @as(u64, @intCast(time.nsec));

@@ -531,43 +531,45 @@ fn copy_path(path: ?[*]const u8, path_length: usize, buffer: *[path_length_max]u
     return buffer[0..path_length :0];
 }
 
-fn channel_open(
-    path: ?[*]const u8,
-    path_length: usize,
-    staging_bytes: f64,
-    create: bool,
-    out: ?*align(1) OpenResult,
-) i32 {
+/// Host: creates a channel with `staging_bytes` of staging in a nameless memory file. Writes the
+/// handle, the staging size (`length_bytes`) and the memory file's descriptor number
+/// (`file_size_bytes`), which the worker opens as /proc/<host pid>/fd/<n>.
+export fn gm_channel_create(staging_bytes: f64, out: ?*align(1) OpenResult) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const result = out orelse return code(.invalid_argument);
+    result.* = OpenResult.zero;
+    const bytes = window_zig.integer_from_f64(staging_bytes) orelse return code(.invalid_argument);
+    var channel: channel_zig.Channel = undefined;
+    var os_error: i32 = 0;
+    const index = channels.reserve() catch return code(.too_many_open);
+    const status = channel_zig.create(bytes, &channel, &os_error);
+    return code(channel_publish(index, status, &channel, os_error, result));
+}
+
+/// Worker: maps the channel the host created, through `path` (/proc/<host pid>/fd/<n>).
+export fn gm_channel_attach(path: ?[*]const u8, path_length: usize, out: ?*align(1) OpenResult) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const result = out orelse return code(.invalid_argument);
     result.* = OpenResult.zero;
     var path_buffer: [path_length_max]u8 = undefined;
     const path_z = copy_path(path, path_length, &path_buffer) orelse return code(.invalid_argument);
-    const index = channels.reserve() catch return code(.too_many_open);
     var channel: channel_zig.Channel = undefined;
     var os_error: i32 = 0;
-    const status = if (create) create: {
-        const bytes = window_zig.integer_from_f64(staging_bytes) orelse break :create Status.invalid_argument;
-        break :create channel_zig.create(path_z, bytes, &channel, &os_error);
-    } else channel_zig.attach(path_z, &channel, &os_error);
+    const index = channels.reserve() catch return code(.too_many_open);
+    const status = channel_zig.attach(path_z, &channel, &os_error);
+    return code(channel_publish(index, status, &channel, os_error, result));
+}
+
+fn channel_publish(index: u32, status: Status, channel: *const channel_zig.Channel, os_error: i32, result: *align(1) OpenResult) Status {
     if (status != .ok) {
         channels.unreserve(index);
         result.os_error = os_error;
-        return code(status);
+        return status;
     }
-    result.handle = channels.publish(index, channel);
+    result.handle = channels.publish(index, channel.*);
     result.length_bytes = channel.staging_bytes;
-    return code(.ok);
-}
-
-/// Host: creates the channel file at `path` (in /dev/shm) with `staging_bytes` of staging.
-export fn gm_channel_create(path: ?[*]const u8, path_length: usize, staging_bytes: f64, out: ?*align(1) OpenResult) i32 {
-    return channel_open(path, path_length, staging_bytes, true, out);
-}
-
-/// Worker: maps the channel file the host created.
-export fn gm_channel_attach(path: ?[*]const u8, path_length: usize, out: ?*align(1) OpenResult) i32 {
-    return channel_open(path, path_length, 0, false, out);
+    result.file_size_bytes = @intCast(@max(channel.memory_fd, 0));
+    return .ok;
 }
 
 export fn gm_channel_close(handle: f64) i32 {
@@ -588,26 +590,6 @@ export fn gm_channel_address(handle: f64) ?*anyopaque {
     return @ptrCast(lease.slot.mapping.header);
 }
 
-/// Host: removes a channel file's name once both processes have it mapped (or the start
-/// failed). Only names this library makes are accepted: "/dev/shm/guardmap-...".
-export fn gm_channel_unlink(path: ?[*]const u8, path_length: usize) i32 {
-    if (builtin.os.tag != .linux) return code(.not_supported);
-    var path_buffer: [path_length_max]u8 = undefined;
-    const path_z = copy_path(path, path_length, &path_buffer) orelse return code(.invalid_argument);
-    const prefix = "/dev/shm/guardmap-";
-    if (!std.mem.startsWith(u8, path_z, prefix) or std.mem.indexOf(u8, path_z, "/..") != null or
-        std.mem.indexOfScalarPos(u8, path_z, prefix.len, '/') != null)
-    {
-        return code(.invalid_argument);
-    }
-    const rc = std.os.linux.unlink(path_z);
-    return switch (std.os.linux.E.init(rc)) {
-        .SUCCESS => code(.ok),
-        .NOENT => code(.not_found),
-        else => code(.io),
-    };
-}
-
 /// Host: watch the worker process `pid`, so waits end at once when it exits.
 export fn gm_channel_watch(handle: f64, pid: i32) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
@@ -626,6 +608,22 @@ fn write_request(channel: *channel_zig.Channel, op: u32, file_handle: f64, range
     header.argument = argument;
 }
 
+/// Claims the channel for one host call: false when another call runs on it (on Deno's blocking
+/// pool, say) or left a request pending. The JavaScript side queues calls, but this side does
+/// not rely on it.
+fn channel_enter(channel: *channel_zig.Channel, resuming: bool) bool {
+    if (@cmpxchgStrong(u32, &channel.in_use, 0, 1, .acquire, .monotonic) != null) return false;
+    const header = channel.header;
+    const idle = @atomicLoad(u32, &header.response_sequence, .acquire) == header.request_sequence;
+    if (resuming or (idle and channel.pending.kind == .none)) return true;
+    channel_leave(channel);
+    return false;
+}
+
+fn channel_leave(channel: *channel_zig.Channel) void {
+    @atomicStore(u32, &channel.in_use, 0, .release);
+}
+
 /// Host: posts a request without waiting (for requests the worker's JavaScript serves).
 export fn gm_channel_post(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, staging_offset: f64, argument: u32) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
@@ -634,8 +632,8 @@ export fn gm_channel_post(handle: f64, op: u32, file_handle: f64, position: f64,
     const lease = channels.acquire(handle) catch return code(.bad_handle);
     defer lease.release();
     const channel = &lease.slot.mapping;
-    const header = channel.header;
-    if (@atomicLoad(u32, &header.response_sequence, .acquire) != header.request_sequence) return code(.busy);
+    if (!channel_enter(channel, false)) return code(.busy);
+    defer channel_leave(channel);
     write_request(channel, op, file_handle, range, offset, argument);
     channel_zig.post_request(channel);
     return code(.ok);
@@ -646,17 +644,46 @@ export fn gm_channel_post(handle: f64, op: u32, file_handle: f64, position: f64,
 export fn gm_channel_wait(handle: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
     if (builtin.os.tag != .linux) return code(.not_supported);
     const out = detail orelse return code(.invalid_argument);
-    const timeout = window_zig.integer_from_f64(timeout_ms) orelse return code(.invalid_argument);
+    const limits = Limits.parse(timeout_ms, budget_unlimited_us) orelse return code(.invalid_argument);
     const lease = channels.acquire(handle) catch return code(.bad_handle);
     defer lease.release();
-    return code(wait_answer(&lease.slot.mapping, timeout, out));
+    const channel = &lease.slot.mapping;
+    if (!channel_enter(channel, true)) return code(.busy);
+    defer channel_leave(channel);
+    if (channel.pending.kind != .none) return code(.busy);
+    return code(wait_answer(channel, limits, out));
 }
 
-fn wait_answer(channel: *channel_zig.Channel, timeout_ms: u64, out: *align(1) Detail) Status {
+/// A budget that never runs out before the time limit does (about 285 years).
+const budget_unlimited_us: f64 = 1 << 53;
+
+/// How long a host call may wait: `timeout_ns` per answer before the worker counts as hung, and
+/// until `budget_end_ns` in all on the calling thread before it returns `pending`, so that the
+/// JavaScript side can wait for the rest off its event loop.
+const Limits = struct {
+    timeout_ns: u64,
+    budget_end_ns: u64,
+
+    fn parse(timeout_ms: f64, budget_us: f64) ?Limits {
+        const timeout = window_zig.integer_from_f64(timeout_ms) orelse return null;
+        const budget = window_zig.integer_from_f64(budget_us) orelse return null;
+        return .{
+            .timeout_ns = timeout *| std.time.ns_per_ms,
+            .budget_end_ns = channel_zig.now_ns() +| (budget *| std.time.ns_per_us),
+        };
+    }
+};
+
+/// Waits for the answer to the request in flight: its status, `worker_gone`, `timed_out`, or
+/// `pending` when the budget ran out first (the request stays in flight).
+fn wait_answer(channel: *channel_zig.Channel, limits: Limits, out: *align(1) Detail) Status {
     out.* = Detail.zero;
-    switch (channel_zig.wait_response(channel, timeout_ms *| std.time.ns_per_ms)) {
+    const now = channel_zig.now_ns();
+    const budget_ns = if (limits.budget_end_ns > now) limits.budget_end_ns - now else 0;
+    const wait_ns = @min(budget_ns, limits.timeout_ns);
+    switch (channel_zig.wait_response(channel, wait_ns)) {
         .worker_gone => return .worker_gone,
-        .timed_out => return .timed_out,
+        .timed_out => return if (wait_ns < limits.timeout_ns) .pending else .timed_out,
         .done => {},
     }
     const header = channel.header;
@@ -664,11 +691,59 @@ fn wait_answer(channel: *channel_zig.Channel, timeout_ms: u64, out: *align(1) De
     return std.meta.intToEnum(Status, header.status) catch .unexpected;
 }
 
-/// Host: one request, posted and waited for in one synchronous call (flush, prefault, advise).
-export fn gm_channel_call(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, argument: u32, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
-    const posted = gm_channel_post(handle, op, file_handle, position, length, 0, argument);
-    if (posted != code(.ok)) return posted;
-    return gm_channel_wait(handle, timeout_ms, detail);
+/// Host: one request the worker serves natively (flush, prefault, advise), waited for at most
+/// `budget_us` here; `pending` means: finish it with gm_pool_resume.
+export fn gm_channel_call(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, argument: u32, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const out = detail orelse return code(.invalid_argument);
+    const range = parse_range(position, length) orelse return code(.invalid_argument);
+    const limits = Limits.parse(timeout_ms, budget_us) orelse return code(.invalid_argument);
+    const lease = channels.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    if (!channel_enter(channel, false)) return code(.busy);
+    defer channel_leave(channel);
+    write_request(channel, op, file_handle, range, 0, argument);
+    channel_zig.post_request(channel);
+    const status = wait_answer(channel, limits, out);
+    if (status == .pending) channel.pending = .{ .kind = .call, .file_handle = file_handle };
+    return code(status);
+}
+
+/// Host: finishes the call that returned `pending` on this channel, waiting as long as its time
+/// limit allows (meant for Deno's `nonblocking: true`). `buffer` and `positions` are the same
+/// memory the call was given: their lengths are checked against what the call recorded.
+export fn gm_pool_resume(handle: f64, buffer: ?[*]u8, buffer_length: f64, positions: ?[*]align(1) const f64, positions_count: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
+    if (builtin.os.tag != .linux) return code(.not_supported);
+    const out = detail orelse return code(.invalid_argument);
+    const limits = Limits.parse(timeout_ms, budget_unlimited_us) orelse return code(.invalid_argument);
+    const buffer_bytes = window_zig.integer_from_f64(buffer_length) orelse return code(.invalid_argument);
+    const count = window_zig.integer_from_f64(positions_count) orelse return code(.invalid_argument);
+    const lease = channels.acquire(handle) catch return code(.bad_handle);
+    defer lease.release();
+    const channel = &lease.slot.mapping;
+    if (!channel_enter(channel, true)) return code(.busy);
+    defer channel_leave(channel);
+    const pending = channel.pending;
+    const valid = switch (pending.kind) {
+        .none => false,
+        .call => true,
+        .read, .write => buffer != null and buffer_bytes == pending.length_bytes,
+        .read_many => positions != null and count == pending.position and
+            (buffer != null or pending.length_bytes == 0) and
+            buffer_bytes >= pending.position * pending.length_bytes,
+    };
+    // A wrong resume leaves the call pending, so the right one can still finish it.
+    if (!valid) return code(.invalid_argument);
+    channel.pending = .{};
+    var empty: [1]u8 = undefined;
+    const status: Status = switch (pending.kind) {
+        .none => unreachable,
+        .call => wait_answer(channel, limits, out),
+        .read, .write => drive_transfer(channel, pending, buffer.?, limits, out),
+        .read_many => drive_read_many(channel, pending, positions.?, buffer orelse &empty, limits, out),
+    };
+    return code(status);
 }
 
 const Transfer = enum { read, write };
@@ -683,6 +758,7 @@ fn pool_transfer(
     buffer: ?[*]u8,
     length: f64,
     timeout_ms: f64,
+    budget_us: f64,
     detail: ?*align(1) Detail,
     transfer: Transfer,
 ) Status {
@@ -690,35 +766,56 @@ fn pool_transfer(
     const out = detail orelse return .invalid_argument;
     out.* = Detail.zero;
     const range = parse_range(position, length) orelse return .invalid_argument;
-    const timeout = window_zig.integer_from_f64(timeout_ms) orelse return .invalid_argument;
+    const limits = Limits.parse(timeout_ms, budget_us) orelse return .invalid_argument;
     if (range.length_bytes == 0) return .ok;
     const user = buffer orelse return .invalid_argument;
     const lease = channels.acquire(handle) catch return .bad_handle;
     defer lease.release();
     const channel = &lease.slot.mapping;
-    const header = channel.header;
-    if (@atomicLoad(u32, &header.response_sequence, .acquire) != header.request_sequence) return .busy;
+    if (!channel_enter(channel, false)) return .busy;
+    defer channel_leave(channel);
 
+    const pending: channel_zig.Pending = .{
+        .kind = if (transfer == .read) .read else .write,
+        .file_handle = file_handle,
+        .position = range.position,
+        .length_bytes = range.length_bytes,
+    };
+    const half: u64 = channel.staging_bytes / 2;
+    if (transfer == .write) stage(channel, user, range, half, 0);
+    post_chunk(channel, pending, range, half, 0);
+    return drive_transfer(channel, pending, user, limits, out);
+}
+
+/// Waits for the chunk in flight (`pending.step`) and every one after it. On `pending` the
+/// channel records where to go on.
+fn drive_transfer(channel: *channel_zig.Channel, pending: channel_zig.Pending, user: [*]u8, limits: Limits, out: *align(1) Detail) Status {
+    assert(pending.kind == .read or pending.kind == .write);
+    const range: Range = .{ .position = pending.position, .length_bytes = pending.length_bytes };
     const half: u64 = channel.staging_bytes / 2;
     const chunk_count = (range.length_bytes + half - 1) / half;
-    const op: u32 = @intFromEnum(if (transfer == .read) channel_zig.Op.read else channel_zig.Op.write);
-    var chunk: u64 = 0;
-    if (transfer == .write) stage(channel, user, range, half, 0);
-    post_chunk(channel, op, file_handle, range, half, 0);
+    const reading = pending.kind == .read;
+    var chunk: u64 = pending.step;
+    assert(chunk < chunk_count);
     while (chunk < chunk_count) : (chunk += 1) {
-        const status = wait_answer(channel, timeout, out);
+        const status = wait_answer(channel, limits, out);
+        if (status == .pending) {
+            channel.pending = pending;
+            channel.pending.step = chunk;
+            return .pending;
+        }
         if (status != .ok) {
             // The bytes the worker copied before the fault are delivered, as in-process.
-            if (transfer == .read and status != .worker_gone and status != .timed_out) {
+            if (reading and status != .worker_gone and status != .timed_out) {
                 unstage_prefix(channel, user, range, half, chunk, out.bytes_done);
             }
             out.bytes_done += chunk * half;
             return status;
         }
         const next = chunk + 1;
-        if (transfer == .write and next < chunk_count) stage(channel, user, range, half, next);
-        if (next < chunk_count) post_chunk(channel, op, file_handle, range, half, next);
-        if (transfer == .read) unstage(channel, user, range, half, chunk);
+        if (!reading and next < chunk_count) stage(channel, user, range, half, next);
+        if (next < chunk_count) post_chunk(channel, pending, range, half, next);
+        if (reading) unstage(channel, user, range, half, chunk);
     }
     return .ok;
 }
@@ -733,14 +830,15 @@ fn chunk_span(range: Range, half: u64, chunk: u64) struct { offset: u64, length_
     };
 }
 
-fn post_chunk(channel: *channel_zig.Channel, op: u32, file_handle: f64, range: Range, half: u64, chunk: u64) void {
+fn post_chunk(channel: *channel_zig.Channel, pending: channel_zig.Pending, range: Range, half: u64, chunk: u64) void {
+    const op: u32 = @intFromEnum(if (pending.kind == .read) channel_zig.Op.read else channel_zig.Op.write);
     const span = chunk_span(range, half, chunk);
     const chunk_range: Range = .{ .position = range.position + span.offset, .length_bytes = span.length_bytes };
-    write_request(channel, op, file_handle, chunk_range, span.staging_offset, 0);
+    write_request(channel, op, pending.file_handle, chunk_range, span.staging_offset, 0);
     channel_zig.post_request(channel);
 }
 
-/// Copies a chunk of the caller's buffer into its half of staging (tmpfs: cannot fault).
+/// Copies a chunk of the caller's buffer into its half of staging (shmem: cannot fault).
 fn stage(channel: *channel_zig.Channel, user: [*]u8, range: Range, half: u64, chunk: u64) void {
     const span = chunk_span(range, half, chunk);
     const count: usize = @intCast(span.length_bytes);
@@ -778,9 +876,10 @@ export fn gm_pool_read_many(
     target: ?[*]u8,
     target_length: f64,
     timeout_ms: f64,
+    budget_us: f64,
     detail: ?*align(1) Detail,
 ) i32 {
-    return code(pool_read_many(handle, file_handle, positions, count, length, target, target_length, timeout_ms, detail));
+    return code(pool_read_many(handle, file_handle, positions, count, length, target, target_length, timeout_ms, budget_us, detail));
 }
 
 fn pool_read_many(
@@ -792,63 +891,101 @@ fn pool_read_many(
     target_pointer: ?[*]u8,
     target_length: f64,
     timeout_ms: f64,
+    budget_us: f64,
     detail: ?*align(1) Detail,
 ) Status {
     if (builtin.os.tag != .linux) return .not_supported;
     const out = detail orelse return .invalid_argument;
     out.* = Detail.zero;
     const batch = parse_batch(count_f64, length, target_length) orelse return .invalid_argument;
-    const count = batch.count;
-    const length_bytes = batch.length_bytes;
-    const timeout = window_zig.integer_from_f64(timeout_ms) orelse return .invalid_argument;
-    if (count == 0) return .ok;
+    const limits = Limits.parse(timeout_ms, budget_us) orelse return .invalid_argument;
+    if (batch.count == 0) return .ok;
     const positions = positions_pointer orelse return .invalid_argument;
     // Deno passes null for an empty buffer: fine when the ranges are empty (nothing is copied).
     var empty: [1]u8 = undefined;
-    const target = target_pointer orelse if (length_bytes == 0) &empty else return .invalid_argument;
+    const target = target_pointer orelse if (batch.length_bytes == 0) &empty else return .invalid_argument;
     const lease = channels.acquire(handle) catch return .bad_handle;
     defer lease.release();
     const channel = &lease.slot.mapping;
-    const header = channel.header;
-    if (@atomicLoad(u32, &header.response_sequence, .acquire) != header.request_sequence) return .busy;
-    // Ranges per request: the positions and the bytes of that many ranges fit the staging area.
-    const per_request = channel.staging_bytes / (@sizeOf(f64) + length_bytes);
-    if (per_request == 0) return .out_of_range; // A range longer than staging: use gm_pool_read.
+    if (!channel_enter(channel, false)) return .busy;
+    defer channel_leave(channel);
+    // A range longer than staging (with its position) does not fit: use gm_pool_read.
+    if (channel.staging_bytes / (@sizeOf(f64) + batch.length_bytes) == 0) return .out_of_range;
+    const pending: channel_zig.Pending = .{
+        .kind = .read_many,
+        .file_handle = file_handle,
+        .position = batch.count,
+        .length_bytes = batch.length_bytes,
+    };
+    post_read_many(channel, pending, positions);
+    return drive_read_many(channel, pending, positions, target, limits, out);
+}
 
-    var first: u64 = 0;
-    const requests_max = count / per_request + 1;
+/// Ranges per request: the positions and the bytes of that many ranges fit the staging area.
+fn read_many_ranges(channel: *const channel_zig.Channel, pending: channel_zig.Pending) u64 {
+    const per_request = channel.staging_bytes / (@sizeOf(f64) + pending.length_bytes);
+    assert(per_request > 0);
+    return @min(per_request, pending.position - pending.step);
+}
+
+/// Posts the request for the ranges from `pending.step` on.
+fn post_read_many(channel: *channel_zig.Channel, pending: channel_zig.Pending, positions: [*]align(1) const f64) void {
+    const ranges = read_many_ranges(channel, pending);
+    const first: usize = @intCast(pending.step);
+    const positions_bytes: usize = @intCast(ranges * @sizeOf(f64));
+    @memcpy(channel.staging[0..positions_bytes], std.mem.sliceAsBytes(positions[first..][0..@intCast(ranges)]));
+    const request: Range = .{ .position = ranges, .length_bytes = pending.length_bytes };
+    write_request(channel, @intFromEnum(channel_zig.Op.read_many), pending.file_handle, request, 0, 0);
+    channel_zig.post_request(channel);
+}
+
+/// Waits for the read_many request in flight and posts the ones after it.
+fn drive_read_many(
+    channel: *channel_zig.Channel,
+    pending_first: channel_zig.Pending,
+    positions: [*]align(1) const f64,
+    target: [*]u8,
+    limits: Limits,
+    out: *align(1) Detail,
+) Status {
+    var pending = pending_first;
+    const count = pending.position;
+    const length_bytes = pending.length_bytes;
+    const requests_max = count / read_many_ranges(channel, .{ .position = count, .length_bytes = length_bytes }) + 1;
     var requests: u64 = 0;
-    while (first < count) : (requests += 1) {
+    while (pending.step < count) : (requests += 1) {
         assert(requests < requests_max);
-        const ranges = @min(per_request, count - first);
+        const ranges = read_many_ranges(channel, pending);
         const layout = channel_zig.read_many_layout(ranges, length_bytes, channel.staging_bytes).?;
-        const positions_bytes: usize = @intCast(layout.targets_offset);
-        @memcpy(channel.staging[0..positions_bytes], std.mem.sliceAsBytes(positions[@intCast(first)..][0..@intCast(ranges)]));
-        write_request(channel, @intFromEnum(channel_zig.Op.read_many), file_handle, .{ .position = ranges, .length_bytes = length_bytes }, 0, 0);
-        channel_zig.post_request(channel);
-        const status = wait_answer(channel, timeout, out);
+        const status = wait_answer(channel, limits, out);
+        if (status == .pending) {
+            channel.pending = pending;
+            return .pending;
+        }
         const done_bytes: usize = @intCast(if (status == .ok) layout.targets_bytes else @min(out.bytes_done, layout.targets_bytes));
-        const user_offset: usize = @intCast(first * length_bytes);
+        const user_offset: usize = @intCast(pending.step * length_bytes);
+        const positions_bytes: usize = @intCast(layout.targets_offset);
         // As pool_transfer: the bytes the worker copied before a fault are delivered.
         if (status != .worker_gone and status != .timed_out) {
             @memcpy(target[user_offset..][0..done_bytes], channel.staging[positions_bytes..][0..done_bytes]);
         }
         if (status != .ok) {
             // The worker's count is capped to what this request could hold, as done_bytes is.
-            out.bytes_done = first * length_bytes + done_bytes;
+            out.bytes_done = pending.step * length_bytes + done_bytes;
             return status;
         }
-        first += ranges;
+        pending.step += ranges;
+        if (pending.step < count) post_read_many(channel, pending, positions);
     }
     return .ok;
 }
 
-export fn gm_pool_read(handle: f64, file_handle: f64, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
-    return code(pool_transfer(handle, file_handle, position, target, length, timeout_ms, detail, .read));
+export fn gm_pool_read(handle: f64, file_handle: f64, position: f64, target: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+    return code(pool_transfer(handle, file_handle, position, target, length, timeout_ms, budget_us, detail, .read));
 }
 
-export fn gm_pool_write(handle: f64, file_handle: f64, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, detail: ?*align(1) Detail) i32 {
-    return code(pool_transfer(handle, file_handle, position, source, length, timeout_ms, detail, .write));
+export fn gm_pool_write(handle: f64, file_handle: f64, position: f64, source: ?[*]u8, length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+    return code(pool_transfer(handle, file_handle, position, source, length, timeout_ms, budget_us, detail, .write));
 }
 
 /// Worker: serves data requests natively until a request for the worker's JavaScript arrives

@@ -62,6 +62,9 @@ pub const Status = enum(i32) {
     not_directory = 27,
     /// Every slot of the process's map table is in use (handles.slot_count_max open maps).
     map_limit = 30,
+    /// A MapPool call stopped waiting on the calling thread within its budget; the request is
+    /// still in flight and gm_pool_resume finishes it. Internal to the pool: never reaches users.
+    pending = 35,
     unexpected = 99,
 };
 
