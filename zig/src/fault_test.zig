@@ -101,7 +101,9 @@ test "a large guarded read (the streaming copy) reports a truncated end to the b
     // straddle lines and pages differently.
     const large_bytes = guard.stream_length_bytes_min + (4 << 20);
     const kept_bytes = guard.stream_length_bytes_min / 2 + 12288;
-    const path = "/tmp/guardmap-zig-stream";
+    // Named by the process id: two test runs at once (two checkouts) must not share the file.
+    var path_buffer: [64]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buffer, "/tmp/guardmap-zig-{d}-stream", .{std.os.linux.getpid()});
     var file = try std.fs.createFileAbsolute(path, .{ .read = true, .truncate = true });
     defer std.fs.deleteFileAbsolute(path) catch {};
     defer file.close();

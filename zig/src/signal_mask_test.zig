@@ -67,7 +67,9 @@ test "a signal that arrives while the handler claims a guarded fault waits until
     try guard_linux.install();
 
     // A file of one page, mapped, then truncated to nothing: every copy from it faults at once.
-    const path = "/tmp/guardmap-zig-signal-storm";
+    // Named by the process id: two test runs at once (two checkouts) must not share the file.
+    var path_buffer: [64]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buffer, "/tmp/guardmap-zig-{d}-signal-storm", .{linux.getpid()});
     var file = try std.fs.createFileAbsolute(path, .{ .read = true, .truncate = true });
     defer std.fs.deleteFileAbsolute(path) catch {};
     defer file.close();
