@@ -29,7 +29,7 @@ import {
 } from "./library_cache.ts";
 
 /** The ABI version this module speaks; `zig/src/root.zig` exports the library's own. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 const symbols = {
   gm_abi_version: { parameters: [], result: "u32" },
