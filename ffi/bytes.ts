@@ -4,6 +4,8 @@
  * @module
  */
 
+import { checkNumber, describe } from "./arguments.ts";
+
 /** The calls that take a buffer, as named in their errors. */
 export type BufferOperation = "read" | "readMany" | "write";
 
@@ -35,11 +37,7 @@ function notAView(value: unknown, operation: BufferOperation): TypeError {
     ? "a SharedArrayBuffer (wrap it: new Uint8Array(buffer))"
     : Array.isArray(value)
     ? "a plain array (copy it into a typed array: Uint8Array.from(array))"
-    : value === null
-    ? "null"
-    : typeof value === "object"
-    ? `an object of class ${value.constructor?.name ?? "Object"}`
-    : `a ${typeof value}`;
+    : describe(value);
   return new TypeError(
     `${operation}: ${name} must be a typed array (such as a Uint8Array) or a DataView, got ` +
       given,
@@ -57,11 +55,5 @@ function notAView(value: unknown, operation: BufferOperation): TypeError {
  * ```
  */
 export function checkPosition(position: number, operation: BufferOperation): void {
-  if (typeof position === "number") return;
-  throw new TypeError(
-    `${operation}: position must be a number of bytes into the window, got ` +
-      `${
-        typeof position === "string" ? `the string ${JSON.stringify(position)}` : String(position)
-      }`,
-  );
+  checkNumber(position, operation, "position", "a number of bytes into the window");
 }

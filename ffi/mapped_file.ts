@@ -9,6 +9,14 @@ import { Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
 import { callError } from "./call_error.ts";
 import { asBytes, checkPosition } from "./bytes.ts";
+import {
+  checkCount,
+  describe,
+  elementSize,
+  elementTypeSize,
+  prefaultRange,
+  windowRange,
+} from "./arguments.ts";
 import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
 import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
 import { noteOpen, noteRelease } from "./gc_nudge.ts";
@@ -295,8 +303,9 @@ export class MappedFile implements Disposable {
    *
    * One native call serves the whole list, so many small random reads cost much less than one
    * `read` each (see bench/RESULTS.md); pass a `Float64Array` to avoid a conversion. Every range
-   * is checked before anything is copied: a range outside the window, or a target shorter than
-   * `positions.length * length` bytes, is a `RangeError` and copies nothing. An I/O fault throws
+   * is checked before anything is copied: a position that is not a number (`"8"` and `8n` are
+   * not converted) is a `TypeError`, a range outside the window, or a target shorter than
+   * `positions.length * length` bytes, is a `RangeError`, and neither copies anything. An I/O fault throws
    * {@linkcode MappedIOError} after copying the bytes before it: `rangeIndex` names the range,
    * `position` and `fileOffset` the first byte not copied, and `bytesTransferred` counts the
    * bytes of all earlier ranges plus those of the failing one. Keep `positions` out of
@@ -394,11 +403,9 @@ export class MappedFile implements Disposable {
     index: number,
     count: number,
   ): T {
-    if (!Number.isSafeInteger(count) || count < 0) {
-      throw new RangeError(`count must be a non-negative integer, got ${count}`);
-    }
-    const array = new type(count);
-    this.read(array, elementPosition(index, type.BYTES_PER_ELEMENT));
+    const position = elementPosition(index, elementTypeSize(type, "readArray"), "readArray");
+    const array = new type(checkCount(count, "readArray", "count"));
+    this.read(array, position);
     return array;
   }
 
@@ -416,7 +423,10 @@ export class MappedFile implements Disposable {
    * ```
    */
   writeArray(values: ElementArray, index: number): number {
-    return this.write(values, elementPosition(index, values.BYTES_PER_ELEMENT));
+    return this.write(
+      values,
+      elementPosition(index, elementSize(values, "writeArray"), "writeArray"),
+    );
   }
 
   /**
@@ -435,7 +445,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   flush(range: WindowRange = {}): void {
-    const [position, length] = this.#range("flush", range);
+    const [position, length] = windowRange("flush", range, this.byteLength);
+    this.#checkOpen("flush");
     if (this.#salvage && this.faults.count > 0) {
       // For good: writes to a salvaged page went to anonymous memory, not to the file.
       throw this.#salvagedError("flush", this.faults);
@@ -458,10 +469,13 @@ export class MappedFile implements Disposable {
    * ```
    */
   advise(advice: Advice, range: WindowRange = {}): void {
-    if (!Object.hasOwn(ADVICE, advice)) {
-      throw new TypeError(`advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${advice}`);
+    if (typeof advice !== "string" || !Object.hasOwn(ADVICE, advice)) {
+      throw new TypeError(
+        `advise: advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${describe(advice)}`,
+      );
     }
-    const [position, length] = this.#range("advise", range);
+    const [position, length] = windowRange("advise", range, this.byteLength);
+    this.#checkOpen("advise");
     const status = native().gm_advise(this.#handle, position, length, ADVICE[advice], detail);
     if (status !== Status.ok) {
       throw this.#copyError(status, "advise", position, length);
@@ -484,8 +498,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   prefault(options: PrefaultOptions = {}): void {
-    const [position, length] = this.#range("prefault", options);
-    const write = options.write ? 1 : 0;
+    const [position, length, write] = prefaultRange(options, this.byteLength);
+    this.#checkOpen("prefault");
     const status = native().gm_prefault(this.#handle, position, length, write, detail);
     if (status !== Status.ok) throw this.#copyError(status, "prefault", position, length);
   }
@@ -662,11 +676,8 @@ export class MappedFile implements Disposable {
     this.close();
   }
 
-  #range(operation: string, range: WindowRange): [number, number] {
+  #checkOpen(operation: string): void {
     if (this.#closed) throw new MapClosedError(operation, this.path);
-    const position = range.position ?? 0;
-    const length = range.length ?? this.byteLength - position;
-    return [position, length];
   }
 
   #copyError(
@@ -692,9 +703,6 @@ export class MappedFile implements Disposable {
   }
 }
 
-function elementPosition(index: number, bytesPerElement: number): number {
-  if (!Number.isSafeInteger(index) || index < 0) {
-    throw new RangeError(`index must be a non-negative integer, got ${index}`);
-  }
-  return index * bytesPerElement;
+function elementPosition(index: number, bytesPerElement: number, operation: string): number {
+  return checkCount(index, operation, "index") * bytesPerElement;
 }

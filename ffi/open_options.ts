@@ -13,6 +13,7 @@ import {
   type NotRegularFileKind,
 } from "./errors.ts";
 import type { MapMode, OpenOptions } from "./mapped_file.ts";
+import { describe } from "./arguments.ts";
 
 /** The library's number for each mode. */
 export const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
@@ -106,14 +107,6 @@ function checkOptions(options: unknown): asserts options is OpenOptions {
       );
     }
   }
-}
-
-/** A value as an error message shows it. */
-function describe(value: unknown): string {
-  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
-  if (typeof value === "bigint") return `${value}n`;
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object" && value !== null ? "an object" : String(value);
 }
 
 function pathString(path: string | URL): string {

@@ -6,6 +6,7 @@
  * @module
  */
 import { MappedIOError } from "./errors.ts";
+import { checkCount, positionList } from "./arguments.ts";
 
 /**
  * Checks a `readMany` call before anything is copied and returns the positions as a
@@ -25,10 +26,8 @@ export function checkReadMany(
   windowLength: number,
   path: string,
 ): Float64Array {
-  if (!Number.isSafeInteger(length) || length < 0) {
-    throw new RangeError(`readMany: length must be a non-negative integer, got ${length}`);
-  }
-  const list = positions instanceof Float64Array ? positions : Float64Array.from(positions);
+  checkCount(length, "readMany", "length");
+  const list = positionList(positions);
   const total = list.length * length;
   if (total > target.byteLength) {
     throw new RangeError(
@@ -76,6 +75,7 @@ export function splitBatchCount(detail: DataView, length: number, count: number)
  * ```ts
  * import { batchError } from "./read_many.ts";
  * import { MappedIOError } from "./errors.ts";
+import { checkCount, positionList } from "./arguments.ts";
  * const single = new MappedIOError("read failed", {
  *   code: "EIO", status: 2, operation: "read", position: 4096, fileOffset: 4096,
  *   bytesTransferred: 30, reason: "io",

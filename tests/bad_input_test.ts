@@ -262,3 +262,54 @@ Deno.test('"w+" through a dangling symbolic link creates its target, as open(2) 
   assert.equal(Deno.statSync(tmp.path("target.bin")).size, 10);
   assert.ok(Deno.lstatSync(tmp.path("link.bin")).isSymlink);
 });
+
+Deno.test("window ranges, options, positions and element types: TypeErrors naming the argument", () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const original = writePattern(path, 100);
+  using map = MappedFile.open(path, { mode: "r+" });
+  const target = new Uint8Array(16);
+  const calls: [() => unknown, string, string][] = [
+    [() => map.readMany(target, "0,8" as never, 8), "readMany: positions must", 'string "0,8"'],
+    [() => map.readMany(target, [0, "8"] as never, 8), "readMany: positions[1] must", "number 8"],
+    [() => map.readMany(target, [0, 8n] as never, 8), "readMany: positions[1] must", "8n"],
+    [() => map.readMany(target, [0], "8" as never), "readMany: length must", 'string "8"'],
+    [() => map.flush({ position: "8" as never }), "flush: range.position must", "number 8"],
+    [() => map.flush({ position: 8n as never }), "flush: range.position must", "Number(8n)"],
+    [() => map.flush({ length: "8" as never }), "flush: range.length must", 'string "8"'],
+    [() => map.flush({ length: 8n as never }), "flush: range.length must", "bigint 8n"],
+    [() => map.flush({ position: null as never }), "flush: range.position must", "null"],
+    [() => map.flush("all" as never), "flush: range must be an object", 'string "all"'],
+    [() => map.flush({ postion: 8 } as never), 'range has an unknown key "postion"', "length"],
+    [() => map.prefault({ position: 8n as never }), "prefault: options.position", "bigint"],
+    [() => map.prefault({ length: "8" as never }), "prefault: options.length must", "string"],
+    [() => map.prefault(5 as never), "prefault: options must be an object", "{ position: 5 }"],
+    [() => map.prefault({ write: "yes" as never }), "prefault: options.write must", '"yes"'],
+    [() => map.advise("normal", { length: "8" as never }), "advise: range.length", "string"],
+    [() => map.advise("normal", { position: 8n as never }), "advise: range.position", "8n"],
+    [() => map.advise("normal", 5 as never), "advise: range must be an object", "number 5"],
+    [() => map.advise(3 as never), "advise: advice must be one of", "number 3"],
+    [() => map.writeArray([1, 2] as never, 0), "writeArray: values must", "Float64Array.from"],
+    [() => map.writeArray(new DataView(new ArrayBuffer(8)) as never, 0), "values", "write()"],
+    [() => map.readArray(Array as never, 0, 2), "readArray: type must", "function Array"],
+    [() => map.readArray(Object as never, 0, 2), "readArray: type must", "function Object"],
+    [() => map.readArray(Float64Array, "1" as never, 2), "readArray: index must", "number 1"],
+    [() => map.readArray(Float64Array, 0, 2n as never), "readArray: count must", "bigint 2n"],
+  ];
+  for (const [call, argument, given] of calls) {
+    assert.throws(call, (error: unknown) => {
+      assert.ok(error instanceof TypeError, `${argument}: not a TypeError: ${error}`);
+      assert.ok(error.message.includes(argument), `does not name ${argument}: ${error.message}`);
+      assert.ok(error.message.includes(given), `does not say ${given}: ${error.message}`);
+      return true;
+    });
+  }
+  assert.deepEqual(target, new Uint8Array(16), "readMany copied nothing");
+  assert.deepEqual(Deno.readFileSync(path), original, "nothing was written");
+  // What is right still works: defaults, numbers in any array of numbers.
+  map.flush();
+  map.prefault({ write: true, position: 8 });
+  map.advise("normal", { position: 8, length: 8 });
+  assert.equal(map.readMany(target, new Uint32Array([0, 8]) as never, 8), 16);
+  assert.deepEqual(target, original.subarray(0, 16));
+});
