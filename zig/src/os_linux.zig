@@ -154,18 +154,7 @@ pub fn granularity() u64 {
     return page_size();
 }
 
-/// Why an open failed, with what root.zig reports in the OpenResult record.
-pub const OpenError = struct {
-    status: Status,
-    os_error: i32,
-    /// `not_regular_file`: what the path names, as `FileKind`.
-    file_kind: u32 = 0,
-    /// `file_too_large` and `file_size_limit`: the limit in bytes (0 when unknown);
-    /// `no_space` from the space check: the bytes the window needs.
-    limit_bytes: u64 = 0,
-    /// `no_space` from the space check: the bytes the file system can give it.
-    available_bytes: u64 = 0,
-};
+pub const OpenError = status_zig.OpenError;
 
 pub fn fail_code(code: i32) OpenError {
     return .{ .status = status_from_errno(code), .os_error = code };

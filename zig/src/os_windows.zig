@@ -224,14 +224,7 @@ pub fn granularity() u64 {
     return bytes;
 }
 
-/// Why an open failed; the fields after `os_error` mean what they mean on Linux (os_linux.zig).
-pub const OpenError = struct {
-    status: Status,
-    os_error: i32,
-    file_kind: u32 = 0,
-    limit_bytes: u64 = 0,
-    available_bytes: u64 = 0,
-};
+pub const OpenError = status_zig.OpenError;
 
 fn fail_last() OpenError {
     const code = last_error();

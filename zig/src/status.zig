@@ -139,6 +139,20 @@ comptime {
     assert(@offsetOf(OpenResult, "file_kind") == 28);
 }
 
+/// Why an open failed (both platforms), with what root.zig reports in the OpenResult record.
+pub const OpenError = struct {
+    status: Status,
+    /// errno / GetLastError of the failing call; 0 when a check refused before any call failed.
+    os_error: i32,
+    /// `not_regular_file`: what the path names (OpenResult.file_kind).
+    file_kind: u32 = 0,
+    /// `file_too_large` and `file_size_limit`: the limit in bytes (0 when unknown);
+    /// `no_space` from the space check: the bytes the window needs.
+    limit_bytes: u64 = 0,
+    /// `no_space` from the space check: the bytes the file system can give it.
+    available_bytes: u64 = 0,
+};
+
 pub const Mode = enum(u32) {
     /// "r": read-only, shared.
     read = 0,
