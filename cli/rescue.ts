@@ -55,8 +55,14 @@ interface Rescue {
   dest: Deno.FsFile;
   map: Mapfile;
   mapPath: string;
-  /** Whether unwritten parts of DEST are known to be zero (so zero blocks can be skipped). */
+  /**
+   * Whether every byte of DEST this run has not written is zero, so that zero blocks can be
+   * skipped: only when this run created DEST. A DEST that existed (a disk, an earlier image, the
+   * DEST of an interrupted run) may hold other bytes wherever the map is not `+`.
+   */
   sparse: boolean;
+  /** Where SOURCE ended when a read found it truncated: nothing past it can be read any more. */
+  sourceEnd: number | undefined;
   buffer: Uint8Array;
   progress: Progress;
   /** Bytes of this run's work done. */
@@ -149,15 +155,33 @@ async function copyChunk(state: Rescue, position: number, length: number): Promi
     const failed = Math.max(position, error.fileOffset);
     writeDest(state, chunk.subarray(0, failed - position), position);
     setStatus(state.map.blocks, position, failed - position, "+");
-    // A truncated SOURCE has nothing left past its new end; an I/O error costs one page.
-    const next = error.reason === "truncated" ? position + length : pageEnd(failed);
-    const badEnd = Math.min(position + length, next);
-    setStatus(state.map.blocks, failed, badEnd - failed, "-");
+    if (error.reason === "truncated") {
+      // Nothing past SOURCE's new end can be read: the rest is bad, and the copy stops there.
+      state.sourceEnd = failed;
+      markBad(state, failed, state.source.size - failed);
+      return position + length;
+    }
+    // An I/O error costs one page.
+    const badEnd = Math.min(position + length, pageEnd(failed));
+    markBad(state, failed, badEnd - failed);
     return badEnd;
   }
   writeDest(state, chunk, position);
   setStatus(state.map.blocks, position, length, "+");
   return position + length;
+}
+
+/**
+ * Marks `[position, position + length)` unreadable. Where DEST may hold other bytes (it existed),
+ * the range is written with zeros, so that DEST never shows stale bytes where SOURCE had none.
+ */
+function markBad(state: Rescue, position: number, length: number): void {
+  setStatus(state.map.blocks, position, length, "-");
+  if (state.sparse) return;
+  const zeros = new Uint8Array(Math.min(length, state.buffer.length));
+  for (let at = position; at < position + length; at += zeros.length) {
+    writeDest(state, zeros.subarray(0, Math.min(zeros.length, position + length - at)), at);
+  }
 }
 
 /** Copies `[start, end)`; stops early (returning false) when interrupted. */
@@ -176,6 +200,7 @@ async function copyRange(state: Rescue, start: number, end: number): Promise<boo
       await yieldToEvents(); // lets the SIGINT listener run
     }
     if (state.interrupted) return false;
+    if (state.sourceEnd !== undefined) return true;
     writeBack(state);
     if (now - state.lastSave >= SAVE_EVERY_MS) await saveMap(state, "?");
   }
@@ -199,6 +224,7 @@ async function runPasses(state: Rescue, retries: number): Promise<boolean> {
     state.map.currentPass = pass + 1;
     for (const [start, end] of ranges) {
       if (!(await copyRange(state, start, end))) return false;
+      if (state.sourceEnd !== undefined) return true;
     }
   }
   return true;
@@ -219,7 +245,16 @@ function openDest(path: string, size: number): { dest: Deno.FsFile; created: boo
     created = true;
   }
   const dest = Deno.openSync(path, { write: true, create: true });
-  if (dest.statSync().size < size) dest.truncateSync(size);
+  if (dest.statSync().isFile) {
+    if (dest.statSync().size < size) dest.truncateSync(size);
+    return { dest, created };
+  }
+  // A device (a disk to rescue onto) cannot be resized: it must hold SOURCE already.
+  const capacity = dest.seekSync(0, Deno.SeekMode.End);
+  if (capacity < size) {
+    dest.close();
+    throw new UsageError(`DEST ${path} holds ${capacity} bytes, SOURCE needs ${size}`);
+  }
   return { dest, created };
 }
 
@@ -262,6 +297,15 @@ export async function rescue(args: string[]): Promise<number> {
   await using source = await openSource(options.source);
   const { map, existed } = loadMap(options.mapPath, source.size);
   const { dest, created } = openDest(options.dest, source.size);
+  if (created && existed && bytesWith(map, "+") > 0) {
+    dest.close();
+    Deno.removeSync(options.dest);
+    throw new UsageError(
+      `${options.dest} did not exist, but the map ${options.mapPath} says ` +
+        `${bytesWith(map, "+")} bytes were rescued into it; give the DEST that map belongs ` +
+        "to, or remove the map to start over",
+    );
+  }
   using _dest = dest;
   const todo = bytesWith(map, "?") + bytesWith(map, "*") + bytesWith(map, "/") +
     bytesWith(map, "-");
@@ -270,7 +314,8 @@ export async function rescue(args: string[]): Promise<number> {
     dest,
     map,
     mapPath: options.mapPath,
-    sparse: created || existed,
+    sparse: created,
+    sourceEnd: undefined,
     buffer: new Uint8Array(options.block),
     progress: new Progress("rescue", todo),
     done: 0,
@@ -287,6 +332,10 @@ export async function rescue(args: string[]): Promise<number> {
   let finished: boolean;
   try {
     finished = await runPasses(state, options.retries);
+  } catch (error) {
+    // Whatever stopped the copy, the progress made so far is kept.
+    await saveMap(state, "?").catch(() => {});
+    throw error;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
     state.progress.done();
@@ -306,6 +355,12 @@ async function report(
   const ranges = badRanges(state.map);
   const summary = `${formatBytes(rescued)} of ${formatBytes(state.source.size)} rescued, ` +
     `${ranges} bad range${ranges === 1 ? "" : "s"} (${formatBytes(bad)}); map ${state.mapPath}`;
+  if (state.sourceEnd !== undefined) {
+    console.error(
+      `guardmap rescue: ${sourcePath} was truncated to ${state.sourceEnd} bytes during the ` +
+        "rescue; the bytes past it are marked bad.",
+    );
+  }
   if (!finished) {
     console.error(
       `guardmap rescue: interrupted at byte ${state.map.currentPos}: ${summary} saved. Run the ` +

@@ -331,14 +331,158 @@ Deno.test("cli rescue: resumes from a ddrescue map, reading only what it does no
       "",
     ].join("\n"),
   );
+  // The DEST the map belongs to, marked so that a block copied again would show.
+  const marker = new Uint8Array(16 * PAGE).fill(0xee);
+  Deno.writeFileSync(dir.path("dest.bin"), marker);
   const run = await cli("rescue", source, dir.path("dest.bin"), "-m", dir.path("disk.map"));
   assert.equal(run.code, 0, run.stderr);
   const dest = Deno.readFileSync(dir.path("dest.bin"));
   assert.equal(dest.length, bytes.length);
-  // Finished blocks were not copied again (DEST is new, so they are still zero).
-  assertBytes(dest.subarray(0, 2 * PAGE), new Uint8Array(2 * PAGE), "first + block");
+  // Finished blocks were not copied again: they still hold the marker.
+  assertBytes(dest.subarray(0, 2 * PAGE), marker.subarray(0, 2 * PAGE), "first + block");
   assertBytes(dest.subarray(2 * PAGE, 4 * PAGE), bytes.subarray(2 * PAGE, 4 * PAGE), "* and /");
-  assertBytes(dest.subarray(4 * PAGE, 8 * PAGE), new Uint8Array(4 * PAGE), "second + block");
+  assertBytes(dest.subarray(4 * PAGE, 8 * PAGE), marker.subarray(0, 4 * PAGE), "second + block");
   assertBytes(dest.subarray(8 * PAGE), bytes.subarray(8 * PAGE), "- and the untried rest");
   assert.deepEqual(blocksOf(Deno.readTextFileSync(dir.path("disk.map"))), [[0, 16 * PAGE, "+"]]);
+});
+
+Deno.test("cli rescue: resuming onto a DEST that existed writes zero blocks too (never leaves its old bytes)", async () => {
+  using dir = scratch();
+  const source = dir.path("source.bin");
+  // Zero blocks between pattern blocks: the ones a sparse copy would skip.
+  const bytes = pattern(0, 64 * PAGE);
+  for (let block = 1; block < 16; block += 2) {
+    bytes.fill(0, block * 4 * PAGE, (block + 1) * 4 * PAGE);
+  }
+  Deno.writeFileSync(source, bytes);
+  // An interrupted earlier run onto an existing disk image of 0xff bytes: the first quarter
+  // is in DEST and finished in the map, the rest untried.
+  const dest = new Uint8Array(64 * PAGE).fill(0xff);
+  dest.set(bytes.subarray(0, 16 * PAGE));
+  Deno.writeFileSync(dir.path("dest.img"), dest);
+  Deno.writeTextFileSync(
+    dir.path("dest.map"),
+    [
+      "# current_pos  current_status  current_pass",
+      "0x00010000     ?               1",
+      "#      pos        size  status",
+      "0x00000000  0x00010000  +",
+      "0x00010000  0x00030000  ?",
+      "",
+    ].join("\n"),
+  );
+  // Chunks of 16 KiB, so that each zero block is a whole chunk (the case a sparse copy skips).
+  const run = await cli(
+    "rescue",
+    source,
+    dir.path("dest.img"),
+    "-m",
+    dir.path("dest.map"),
+    "--block",
+    "16KiB",
+  );
+  assert.equal(run.code, 0, run.stderr);
+  assertBytes(Deno.readFileSync(dir.path("dest.img")), bytes, "DEST after the resumed run");
+});
+
+Deno.test("cli rescue: a map that says bytes were rescued into a DEST that does not exist is refused", async () => {
+  using dir = scratch();
+  const source = dir.path("source.bin");
+  Deno.writeFileSync(source, pattern(0, 4 * PAGE));
+  Deno.writeTextFileSync(
+    dir.path("dest.map"),
+    ["# current_pos  current_status", "0x0 +", "0x0 0x4000 +", ""].join("\n"),
+  );
+  const run = await cli("rescue", source, dir.path("gone.img"), "-m", dir.path("dest.map"));
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /gone\.img did not exist, but the map .* says 16384 bytes were rescued/);
+  assert.equal(run.stderr.trim().split("\n").length, 1);
+  assert.throws(() => Deno.statSync(dir.path("gone.img")), Deno.errors.NotFound);
+});
+
+fuseTest(
+  "cli rescue: SOURCE truncated during the rescue: the rest is bad, the map is saved",
+  async () => {
+    await using fs = await mountFaultFs({ maxReadahead: PAGE });
+    using dir = scratch();
+    const bytes = pattern(0, 2 * 2 ** 20);
+    Deno.writeFileSync(fs.backing("data.bin"), bytes);
+    // Every read waits 20 ms: the copy takes seconds, long enough to truncate SOURCE under it.
+    await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
+    const dest = dir.path("rescued.bin");
+    const mapPath = dir.path("rescued.map");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", MAIN, "rescue", fs.path("data.bin"), dest, "--map", mapPath],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const deadline = Date.now() + 30_000;
+    while ((await fs.status()).operations.read < 20) {
+      assert.ok(Date.now() < deadline, "the rescue did not start reading within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const kept = 2 ** 20 + 3 * PAGE;
+    Deno.truncateSync(fs.backing("data.bin"), kept);
+    await fs.invalidate("data.bin");
+    const output = await child.output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, stderr);
+    assert.match(stderr, new RegExp(`was truncated to ${kept} bytes during the rescue`));
+    const blocks = blocksOf(Deno.readTextFileSync(mapPath));
+    assert.deepEqual(
+      blocks.at(-1),
+      [kept, bytes.length - kept, "-"],
+      Deno.readTextFileSync(mapPath),
+    );
+    assert.ok(blocks.slice(0, -1).every((block) => block[2] === "+"), "all before the end rescued");
+    assertBytes(
+      Deno.readFileSync(dest).subarray(0, kept),
+      bytes.subarray(0, kept),
+      "DEST up to the end",
+    );
+  },
+);
+
+/** Attaches `image` to a free loop device (root); `detach` undoes it. */
+function loopDevice(image: string): { device: string; [Symbol.dispose](): void } {
+  const attach = new Deno.Command("losetup", { args: ["-f", "--show", image] }).outputSync();
+  assert.ok(attach.success, decoder.decode(attach.stderr));
+  const device = decoder.decode(attach.stdout).trim();
+  return {
+    device,
+    [Symbol.dispose]: () => void new Deno.Command("losetup", { args: ["-d", device] }).outputSync(),
+  };
+}
+
+const CAN_LOOP = Deno.uid() === 0 && new Deno.Command("losetup", { args: ["--version"] })
+  .outputSync().success;
+if (!CAN_LOOP && Deno.env.get("CI") !== "true") {
+  console.log("SKIPPED cli rescue onto a block device: needs root and losetup");
+}
+Deno.test({
+  name: "cli rescue: onto a block device (a disk), which it cannot resize",
+  ignore: !CAN_LOOP && Deno.env.get("CI") !== "true",
+  fn: async () => {
+    using dir = scratch();
+    const source = dir.path("source.bin");
+    const bytes = pattern(3, 64 * PAGE);
+    Deno.writeFileSync(source, bytes);
+    const image = dir.path("disk.img");
+    Deno.writeFileSync(image, new Uint8Array(128 * PAGE).fill(0xff));
+    {
+      using loop = loopDevice(image);
+      const run = await cli("rescue", source, loop.device, "-m", dir.path("disk.map"));
+      assert.equal(run.code, 0, run.stderr);
+    }
+    const disk = Deno.readFileSync(image);
+    assertBytes(disk.subarray(0, bytes.length), bytes, "the device after the rescue");
+    assertBytes(disk.subarray(bytes.length), new Uint8Array(64 * PAGE).fill(0xff), "past it");
+    // A device smaller than SOURCE is a usage error, before anything is written.
+    Deno.writeFileSync(image, new Uint8Array(16 * PAGE));
+    using small = loopDevice(image);
+    const refused = await cli("rescue", source, small.device, "-m", dir.path("small.map"));
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /holds 65536 bytes, SOURCE needs 262144/);
+  },
 });
