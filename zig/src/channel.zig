@@ -143,7 +143,7 @@ pub fn create(staging_bytes: u64, channel: *Channel, os_error: *i32) Status {
     if (!std.math.isPowerOfTwo(staging_bytes)) return .invalid_argument;
     const total_bytes = header_bytes + staging_bytes;
     // The name only labels /proc/<pid>/fd links and /proc/<pid>/maps; it is in no file system.
-    const fd_rc = linux.memfd_create("guardmap-channel", linux.MFD.CLOEXEC);
+    const fd_rc = linux.memfd_create("guardmap-channel", linux.MFD.CLOEXEC | linux.MFD.ALLOW_SEALING);
     if (linux.E.init(fd_rc) != .SUCCESS) {
         os_error.* = errno_of(fd_rc);
         return if (os_error.* == 24 or os_error.* == 23) .too_many_open else .io;
@@ -154,6 +154,19 @@ pub fn create(staging_bytes: u64, channel: *Channel, os_error: *i32) Status {
         os_error.* = errno_of(reserved);
         _ = linux.close(fd);
         return if (os_error.* == 28) .no_space else .io;
+    }
+    // The worker reopens this file through /proc with write access: without seals it (or
+    // anything else that can open it) could shrink it, and the host's next touch of the header
+    // or staging would be a SIGBUS outside any guard.
+    const f_add_seals = 1033;
+    const f_seal_seal = 1;
+    const f_seal_shrink = 2;
+    const f_seal_grow = 4;
+    const sealed = linux.fcntl(fd, f_add_seals, f_seal_shrink | f_seal_grow | f_seal_seal);
+    if (linux.E.init(sealed) != .SUCCESS) {
+        os_error.* = errno_of(sealed);
+        _ = linux.close(fd);
+        return .io;
     }
     const status = map(fd, total_bytes, channel, os_error);
     if (status != .ok) {

@@ -396,3 +396,25 @@ test "windows: a large guarded read (the streaming copy) reports a truncated end
     try testing.expectEqual(@as(u64, kept_bytes), detail.fault_window_offset);
     try testing.expectEqualSlices(u8, expected[3..kept_bytes], target[1..][0 .. kept_bytes - 3]);
 }
+
+test "windows: w+ through a relative path (no separator) that cannot fit leaves the old file as it was" {
+    var scratch: Scratch = undefined;
+    try scratch.create();
+    defer scratch.remove();
+    try scratch.write_pattern(0, 4096);
+    // Run from the scratch directory and name the file relatively, as `MappedFile.open("x.bin")`.
+    const directory = std.fs.path.dirname(scratch.path).?;
+    var wide: [1024]u16 = undefined;
+    const units = try std.unicode.utf8ToUtf16Le(&wide, directory);
+    wide[units] = 0;
+    if (SetCurrentDirectoryW(wide[0..units :0].ptr) == 0) return error.ChdirFailed;
+    const huge: u64 = 1 << 50;
+    var result = OpenResult.zero;
+    const relative = Scratch.name;
+    const status = status_of(gm_open(relative.ptr, relative.len, 2, 0, huge, 1, &result));
+    try testing.expectEqual(Status.no_space, status);
+    try testing.expectEqual(@as(i32, 0), result.os_error); // Refused before any call failed.
+    try testing.expectEqual(@as(u64, 4096), try scratch.file.getEndPos());
+}
+
+extern "kernel32" fn SetCurrentDirectoryW(path: [*:0]const u16) callconv(.winapi) windows.BOOL;

@@ -419,7 +419,8 @@ fn size_for_create(fd: Handle, path_utf16: [:0]const u16, offset: u64, length_by
     if (length_bytes == 0) return .{ .status = .invalid_argument, .os_error = 0 };
     if (length_bytes > window_zig.file_offset_max - offset) return .{ .status = .overflow, .os_error = 0 };
     const end = offset + length_bytes;
-    if (check_space(fd, path_utf16, end)) |failure| return failure;
+    _ = path_utf16;
+    if (check_space(fd, end)) |failure| return failure;
     // The point of no return: the old content goes.
     if (!set_end(fd, 0)) return fail_last();
     if (set_end(fd, end)) return null;
@@ -440,19 +441,28 @@ fn give_back(fd: Handle) void {
     _ = set_end(fd, 0);
 }
 
+/// `FILE_FS_FULL_SIZE_INFORMATION`.
+const FsFullSizeInformation = extern struct {
+    total_units: i64,
+    caller_available_units: i64,
+    actual_available_units: i64,
+    sectors_per_unit: u32,
+    bytes_per_sector: u32,
+};
+
 /// Refuses a file of `end` bytes when the space the caller may use (quotas included), plus the
-/// clusters the old file gives back, cannot hold it. An estimate that errs toward trying: when
-/// a number cannot be had, the sizing decides.
-fn check_space(fd: Handle, path_utf16: [:0]const u16, end: u64) ?OpenError {
+/// clusters the old file gives back, cannot hold it. Asked of the volume that holds the open
+/// file itself, so any form of path (relative, drive-relative, \\?\) is checked. An estimate
+/// that errs toward trying: when a number cannot be had, the sizing decides.
+fn check_space(fd: Handle, end: u64) ?OpenError {
     var old: FileStandardInfo = undefined;
     if (GetFileInformationByHandleEx(fd, file_standard_info_class, &old, @sizeOf(FileStandardInfo)) == 0) return null;
-    // GetDiskFreeSpaceExW wants a directory: the path up to its last separator.
-    var directory_buffer: [path_bytes_max + 1]u16 = undefined;
-    const separator = std.mem.lastIndexOfAny(u16, path_utf16, &[_]u16{ '\\', '/' }) orelse return null;
-    @memcpy(directory_buffer[0 .. separator + 1], path_utf16[0 .. separator + 1]);
-    directory_buffer[separator + 1] = 0;
-    var available_bytes: u64 = 0;
-    if (GetDiskFreeSpaceExW(directory_buffer[0 .. separator + 1 :0].ptr, &available_bytes, null, null) == 0) return null;
+    var io: windows.IO_STATUS_BLOCK = undefined;
+    var info: FsFullSizeInformation = undefined;
+    const rc = windows.ntdll.NtQueryVolumeInformationFile(fd, &io, &info, @sizeOf(FsFullSizeInformation), .FileFsFullSizeInformation);
+    if (rc != .SUCCESS or info.caller_available_units < 0) return null;
+    const unit_bytes = @as(u64, info.sectors_per_unit) *| @as(u64, info.bytes_per_sector);
+    const available_bytes = @as(u64, @intCast(info.caller_available_units)) *| unit_bytes;
     const freed_bytes: u64 = @intCast(@max(old.allocation_size_bytes, 0));
     const can_have = available_bytes +| freed_bytes;
     if (end <= can_have) return null;

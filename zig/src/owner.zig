@@ -29,10 +29,10 @@ pub fn current() Owner {
     const linux = std.os.linux;
     const thread_id: i32 = linux.gettid();
     assert(thread_id > 0);
-    const owner: Owner = if (start_ticks(thread_id)) |ticks|
-        .{ .thread_id = thread_id, .start_ticks = ticks }
-    else |_|
-        Owner.unknown;
+    // Only a known owner is remembered: a lookup that failed for want of a descriptor (EMFILE,
+    // the very case reaping exists for) is tried again by the next open.
+    const ticks = start_ticks(thread_id) catch return Owner.unknown;
+    const owner: Owner = .{ .thread_id = thread_id, .start_ticks = ticks };
     current_cached = owner;
     return owner;
 }

@@ -123,6 +123,8 @@ export fn gm_open(
     if (past_end and length_requested == null) return code(.invalid_argument);
 
     guard.os.install() catch return code(.handler_not_installed);
+    // Before the open takes what may be the last descriptor: the lookup needs one for a moment.
+    const opener = owner.current();
     // Out of slots: the maps of ended Web Workers are released first (see owner.zig).
     const index = table.reserve() catch reserved: {
         if (reap() == 0) return code(.map_limit);
@@ -151,7 +153,6 @@ export fn gm_open(
         salvage.init(@intCast(os.page_size()));
         salvage.register(index, mapping.base, mapping.map_length_bytes, mode.writable());
     }
-    const opener = owner.current();
     result.handle = table.publish_owned(index, mapping, opener);
     reaper.start_for(opener.thread_id, &reap);
     result.length_bytes = mapping.length_bytes;
@@ -688,7 +689,9 @@ fn wait_answer(channel: *channel_zig.Channel, limits: Limits, out: *align(1) Det
     }
     const header = channel.header;
     out.* = header.detail;
-    return std.meta.intToEnum(Status, header.status) catch .unexpected;
+    const status = std.meta.intToEnum(Status, header.status) catch return .unexpected;
+    // `pending` means "still in flight" to the host; from the worker it would wedge the channel.
+    return if (status == .pending) .unexpected else status;
 }
 
 /// Host: one request the worker serves natively (flush, prefault, advise), waited for at most
@@ -809,7 +812,8 @@ fn drive_transfer(channel: *channel_zig.Channel, pending: channel_zig.Pending, u
             if (reading and status != .worker_gone and status != .timed_out) {
                 unstage_prefix(channel, user, range, half, chunk, out.bytes_done);
             }
-            out.bytes_done += chunk * half;
+            // The worker's count is capped to the chunk, as unstage_prefix caps it.
+            out.bytes_done = chunk * half + @min(out.bytes_done, chunk_span(range, half, chunk).length_bytes);
             return status;
         }
         const next = chunk + 1;
@@ -1229,5 +1233,6 @@ test {
     _ = @import("reaper.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
     if (builtin.os.tag == .linux) _ = @import("signal_mask_test.zig");
+    if (builtin.os.tag == .linux) _ = @import("untrusted_peer_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
 }
