@@ -301,7 +301,8 @@ const worker_sleep_ns: u64 = 100 * std.time.ns_per_ms;
 /// Host: publish the request already written into the header.
 pub fn post_request(channel: *Channel) void {
     const header = channel.header;
-    assert(@atomicLoad(u32, &header.response_sequence, .acquire) == header.request_sequence);
+    // No assert on response_sequence here: the worker (or anything that opened the memfd) may
+    // write it, and a panic would kill the host. A wrong sequence only makes this call time out.
     _ = @atomicRmw(u32, &header.request_sequence, .Add, 1, .seq_cst);
     if (@atomicLoad(u32, &header.worker_sleeping, .seq_cst) != 0) futex_wake(&header.request_sequence);
 }
