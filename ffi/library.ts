@@ -7,26 +7,30 @@
  * 2. the project's own build output, `zig/zig-out/lib/` next to this module;
  * 3. the prebuilt library for this platform that `tools/dev package` embedded in the package
  *    (./library_prebuilt.ts), through the verified cache of ./library_cache.ts (on Linux, from
- *    an anonymous memory file when no cache can be written);
+ *    the process's one sealed memory file, ./library_memory_file.ts, when no cache can be used);
  * 4. if none loads and a Zig compiler is at hand (`GUARDMAP_ZIG`, the project's `.tools/`, or
  *    `zig` on PATH) and `--allow-run` is granted, it is built there with
  *    `zig build -Doptimize=ReleaseSafe` and loaded.
  *
- * All of this happens once per process (or Web Worker), in the first {@linkcode native} call.
+ * A file checked against a SHA-256 (1 with a hash, 3) is loaded, on Linux, through the very
+ * descriptor it was read from (`/proc/self/fd/N`), so nothing renamed over its path meanwhile is
+ * loaded instead. All of this happens once per process (or Web Worker), in the first
+ * {@linkcode native} call.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { GuardmapError } from "./errors.ts";
-import { decodePrebuilt, embeddedLibrary } from "./library_prebuilt.ts";
+import { embeddedLibrary } from "./library_prebuilt.ts";
 import {
   cachedFileName,
   cachedLibrary,
   CacheUnavailable,
-  memoryFilePath,
-  verifyFile,
+  openVerified,
+  type VerifiedFile,
 } from "./library_cache.ts";
+import { memoryFile } from "./library_memory_file.ts";
 
 /** The ABI version this module speaks; `zig/src/root.zig` exports the library's own. */
 export const ABI_VERSION = 3;
@@ -109,7 +113,11 @@ export type Native = Deno.DynamicLibrary<typeof symbols>["symbols"];
 
 /** Where the loaded library came from and, for the prebuilt one, what the load found. */
 export interface LibraryInfo {
-  /** The path given to `dlopen` (`/proc/self/fd/N` for a memory file). */
+  /**
+   * The library's file: the cache file, `GUARDMAP_LIB`, the local build, or `/proc/self/fd/N` for
+   * a memory file. A file checked against a SHA-256 is given to `dlopen`, on Linux, as
+   * `/proc/self/fd/N` of the descriptor its bytes were read from (closed once loaded).
+   */
   path: string;
   /** Which step of the search found it. */
   source: "GUARDMAP_LIB" | "local build" | "cache" | "memory file" | "built with Zig";
@@ -138,9 +146,9 @@ let loadedInfo: LibraryInfo | undefined;
 export function native(): Native {
   if (loaded !== undefined) return loaded;
   const attempts: string[] = [];
-  for (const candidate of candidates(attempts)) {
-    const library = tryOpen(candidate.path, attempts);
-    if (library !== undefined) return accept(library, candidate);
+  for (const { info, file } of candidates(attempts)) {
+    const library = file === undefined ? tryOpen(info.path, attempts) : openFile(file, attempts);
+    if (library !== undefined) return accept(library, info);
   }
   const prebuilt = openPrebuilt(attempts);
   if (prebuilt !== undefined) return accept(prebuilt.library, prebuilt.info);
@@ -256,13 +264,30 @@ function keepGuardInFront(lib: Native): void {
 function tryOpen(
   path: string,
   attempts: string[],
+  label: string = path,
 ): Deno.DynamicLibrary<typeof symbols> | undefined {
   try {
     return Deno.dlopen(path, symbols);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
-    attempts.push(`${path}: ${error instanceof Error ? error.message.split("\n")[0] : error}`);
+    attempts.push(`${label}: ${error instanceof Error ? error.message.split("\n")[0] : error}`);
     return undefined;
+  }
+}
+
+/**
+ * Loads a verified file through the descriptor that was verified (so no other file can be put
+ * in its place between the check and the load), then closes that descriptor.
+ */
+function openFile(
+  file: VerifiedFile,
+  attempts: string[],
+): Deno.DynamicLibrary<typeof symbols> | undefined {
+  try {
+    const label = file.loadPath === file.path ? file.path : `${file.path} (${file.loadPath})`;
+    return tryOpen(file.loadPath, attempts, label);
+  } finally {
+    file.close();
   }
 }
 
@@ -291,28 +316,29 @@ function envVar(name: string): string | undefined {
 }
 
 /** GUARDMAP_LIB (checked against GUARDMAP_LIB_SHA256 when that is set), then the local build. */
-function candidates(attempts: string[]): LibraryInfo[] {
-  const found: LibraryInfo[] = [];
+function candidates(attempts: string[]): { info: LibraryInfo; file?: VerifiedFile }[] {
+  const found: { info: LibraryInfo; file?: VerifiedFile }[] = [];
   const fromEnv = envVar("GUARDMAP_LIB");
   const sha256 = envVar("GUARDMAP_LIB_SHA256");
   if (fromEnv !== undefined && sha256 !== undefined) {
     let state: string;
+    let file: VerifiedFile | undefined;
     try {
-      state = verifyFile(fromEnv, sha256);
+      ({ state, file } = openVerified(fromEnv, sha256));
     } catch (error) {
       state = error instanceof Error ? error.message : String(error);
     }
-    if (state === "ok") {
-      found.push({ path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] });
+    if (file !== undefined) {
+      found.push({ info: { path: fromEnv, source: "GUARDMAP_LIB", sha256, repaired: [] }, file });
     } else {
       attempts.push(`GUARDMAP_LIB=${fromEnv} did not verify against GUARDMAP_LIB_SHA256: ${state}`);
     }
   } else if (fromEnv !== undefined) {
-    found.push({ path: fromEnv, source: "GUARDMAP_LIB", repaired: [] });
+    found.push({ info: { path: fromEnv, source: "GUARDMAP_LIB", repaired: [] } });
   }
   const local = localBuildPath();
   if (local !== undefined && mayExist(local)) {
-    found.push({ path: local, source: "local build", repaired: [] });
+    found.push({ info: { path: local, source: "local build", repaired: [] } });
   } else if (local !== undefined) {
     attempts.push(`no local build at ${local}`);
   }
@@ -351,9 +377,9 @@ function openPrebuilt(
   const sha256 = prebuilt.sha256;
   let problem: string;
   try {
-    const cached = cachedLibrary(prebuilt);
+    const { file, ...cached } = cachedLibrary(prebuilt);
     for (const line of cached.repaired) console.warn(`guardmap: ${line}`);
-    const library = tryOpen(cached.path, attempts);
+    const library = openFile(file, attempts);
     const info: LibraryInfo = { source: "cache", sha256, ...cached };
     if (library !== undefined) return { library, info };
     problem = `${cached.path} verified but did not load`;
@@ -370,15 +396,15 @@ function openPrebuilt(
     return undefined;
   }
   try {
-    const path = memoryFilePath(decodePrebuilt(prebuilt), cachedFileName(prebuilt));
-    const library = tryOpen(path, attempts);
+    const file = memoryFile(prebuilt, cachedFileName(prebuilt));
+    const library = openFile(file, attempts);
     const info: LibraryInfo = {
-      path,
+      path: file.path,
       source: "memory file",
       sha256,
       repaired: [],
       note: problem,
-      decoded: true,
+      decoded: file.decoded,
     };
     if (library !== undefined) return { library, info };
   } catch (error) {

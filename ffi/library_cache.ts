@@ -4,7 +4,10 @@
  * `~/.cache/guardmap` on Linux, `%LOCALAPPDATA%\guardmap` on Windows,
  * `~/Library/Caches/guardmap` on macOS).
  *
- * - A file is checked against the SHA-256 the package carries before every `dlopen`.
+ * - A file is checked against the SHA-256 the package carries before every `dlopen`, through a
+ *   descriptor that stays open until `dlopen` has loaded it: on Linux `dlopen` gets
+ *   `/proc/self/fd/N` of that descriptor, so a file renamed over the path after the check is
+ *   never the one loaded.
  * - It is written atomically and never replaced once it verifies: the bytes go to a temporary
  *   file of this process in the same directory, then a hard link gives it its final name, which
  *   fails if the name exists. So concurrent first loads (MapPool workers, parallel test runs)
@@ -12,11 +15,12 @@
  *   cannot be replaced) keeps its inode and bytes.
  * - A file that does not verify (corrupt, truncated, replaced) is reported, moved aside (renamed,
  *   never rewritten in place) and written anew. It is never loaded.
- * - Where no cache can be used, Linux loads from an anonymous memory file (`memfd_create`,
- *   then `/proc/self/fd/N`); elsewhere the error names the path and the flag to grant.
+ * - Where no cache can be used, Linux loads from an anonymous memory file
+ *   (./library_memory_file.ts); elsewhere the error names the path and the flag to grant.
  *
  * @module
  */
+import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { decodePrebuilt, type Prebuilt, sha256Hex } from "./library_prebuilt.ts";
 
@@ -34,8 +38,10 @@ const ROUNDS_MAX = 4;
 
 /** A cached library that verified, and what was wrong on the way there (for a warning). */
 export interface CachedLibrary {
-  /** The verified file, ready for `dlopen`. */
+  /** The verified file's path in the cache. */
   path: string;
+  /** The verified file, still open: load its `loadPath`, then close it. */
+  file: VerifiedFile;
   /** Corrupt or replaced files found, moved aside and rewritten. */
   repaired: string[];
   /** Whether this process decoded the embedded copy (to write the file). */
@@ -107,6 +113,22 @@ function unavailable(path: string, flag: string, error: unknown): CacheUnavailab
 }
 
 /**
+ * A library file that verified, still open through the descriptor its bytes were read from, so
+ * that `dlopen` maps that very file and not whatever the path names by then.
+ */
+export interface VerifiedFile {
+  /** The path it was found at (what `libraryInfo().path` reports). */
+  path: string;
+  /**
+   * What to give `dlopen`: on Linux `/proc/self/fd/N` of the descriptor that was read (another
+   * file renamed over `path` after the check cannot be loaded in its place), elsewhere `path`.
+   */
+  loadPath: string;
+  /** Closes the descriptor; call it once `dlopen` returned (the loader keeps its own mapping). */
+  close(): void;
+}
+
+/**
  * Reads `path` and compares its SHA-256 with `sha256`: `"ok"`, `"missing"`, or a sentence saying
  * what differs. Throws {@linkcode CacheUnavailable} when reading is not permitted.
  *
@@ -117,45 +139,84 @@ function unavailable(path: string, flag: string, error: unknown): CacheUnavailab
  * ```
  */
 export function verifyFile(path: string, sha256: string): "ok" | "missing" | string {
-  return checkFile(path, sha256).state;
+  const { state, file } = openVerified(path, sha256);
+  file?.close();
+  return state;
 }
 
-/** {@linkcode verifyFile}, and the inode it read (null where the platform has none). */
-function checkFile(path: string, sha256: string): { state: string; inode: number | null } {
-  let file: Deno.FsFile;
+/**
+ * {@linkcode verifyFile}, keeping the file open when it verified: `file` is then what to load
+ * (its `loadPath`) and to close after loading. `inode` is the one read (null where unknown).
+ *
+ * @example
+ * ```ts
+ * import { openVerified } from "./library_cache.ts";
+ * const { state, file } = openVerified("/nonexistent", "00");
+ * file?.close();
+ * console.log(state); // "missing"
+ * ```
+ */
+export function openVerified(
+  path: string,
+  sha256: string,
+): { state: string; inode: number | null; file?: VerifiedFile } {
+  let fd: number;
   try {
-    file = Deno.openSync(path);
+    // node:fs gives the descriptor's number, which Deno.FsFile hides; Deno checks --allow-read.
+    fd = openSync(path, "r");
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { state: "missing", inode: null };
+    if (isNotFound(error)) return { state: "missing", inode: null };
     if (error instanceof Deno.errors.NotCapable) throw unavailable(path, "--allow-read", error);
     const message = error instanceof Error ? error.message : String(error);
     return { state: `it cannot be opened (${message})`, inode: null };
   }
+  let state: string;
+  let inode: number | null = null;
   try {
-    const stat = file.statSync();
-    const inode = stat.ino;
-    const bytes = readToEnd(file, stat.size);
+    const stat = fstatSync(fd);
+    inode = stat.ino;
+    const bytes = readToEnd(fd, stat.size);
     const actual = sha256Hex(bytes);
-    if (actual === sha256) return { state: "ok", inode };
-    const state = `its ${bytes.byteLength} bytes have SHA-256 ${actual}, not ${sha256}`;
-    return { state, inode };
+    state = actual === sha256
+      ? "ok"
+      : `its ${bytes.byteLength} bytes have SHA-256 ${actual}, not ${sha256}`;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    return { state: `it cannot be read (${message})`, inode: null };
-  } finally {
-    file.close();
+    state = `it cannot be read (${message})`;
   }
+  if (state !== "ok") {
+    closeSync(fd);
+    return { state, inode };
+  }
+  return { state, inode, file: descriptorFile(path, fd) };
+}
+
+function descriptorFile(path: string, fd: number): VerifiedFile {
+  let open = true;
+  return {
+    path,
+    loadPath: Deno.build.os === "linux" ? `/proc/self/fd/${fd}` : path,
+    close(): void {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound ||
+    (error as { code?: unknown } | null)?.code === "ENOENT";
 }
 
 /** The file's bytes, through the descriptor already open (the inode that was checked). */
-function readToEnd(file: Deno.FsFile, sizeBytes: number): Uint8Array {
+function readToEnd(fd: number, sizeBytes: number): Uint8Array {
   // One more byte than the size says: a file that grew meanwhile does not verify.
   const bytes = new Uint8Array(sizeBytes + 1);
   let filled = 0;
   // Bounded: each round reads at least one byte, into a buffer of fixed size, or ends.
   while (filled < bytes.byteLength) {
-    const count = file.readSync(bytes.subarray(filled));
-    if (count === null || count === 0) break;
+    const count = readSync(fd, bytes, filled, bytes.byteLength - filled, filled);
+    if (count === 0) break;
     filled += count;
   }
   return bytes.subarray(0, filled);
@@ -210,9 +271,10 @@ function writeOnce(path: string, bytes: Uint8Array): boolean {
  */
 function moveAside(path: string, inode: number | null): boolean {
   try {
-    if (inode !== null && Deno.statSync(path).ino !== inode) return false;
+    // node:fs, as openVerified: the same notion of an inode on every platform.
+    if (inode !== null && statSync(path).ino !== inode) return false;
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false; // Another process moved it.
+    if (isNotFound(error)) return false; // Another process moved it.
     throw error;
   }
   const aside = `${path}.${uniqueSuffix()}.corrupt`;
@@ -239,7 +301,11 @@ function moveAside(path: string, inode: number | null): boolean {
  * import { cachedLibrary } from "./library_cache.ts";
  * import { embeddedLibrary } from "./library_prebuilt.ts";
  * const { prebuilt } = embeddedLibrary();
- * if (prebuilt !== undefined) console.log(cachedLibrary(prebuilt).path);
+ * if (prebuilt !== undefined) {
+ *   const cached = cachedLibrary(prebuilt);
+ *   console.log(cached.path);
+ *   cached.file.close();
+ * }
  * ```
  */
 export function cachedLibrary(
@@ -250,8 +316,8 @@ export function cachedLibrary(
   const repaired: string[] = [];
   let bytes: Uint8Array | undefined;
   for (let round = 0; round < ROUNDS_MAX; round++) {
-    const { state, inode } = checkFile(path, prebuilt.sha256);
-    if (state === "ok") return { path, repaired, decoded: bytes !== undefined };
+    const { state, inode, file } = openVerified(path, prebuilt.sha256);
+    if (file !== undefined) return { path, file, repaired, decoded: bytes !== undefined };
     if (state !== "missing") {
       repaired.push(`${path} did not verify (${state}); it was replaced and not loaded`);
       let moved: boolean;
@@ -275,41 +341,4 @@ export function cachedLibrary(
     `${path} did not verify after ${ROUNDS_MAX} writes (something keeps replacing it): ` +
       repaired.join("; "),
   );
-}
-
-/**
- * Linux only: puts `bytes` into an anonymous memory file and returns a path `dlopen` can load
- * (`/proc/self/fd/N`). The descriptor stays open for the life of the process.
- *
- * @example
- * ```ts ignore
- * import { memoryFilePath } from "./library_cache.ts";
- * console.log(memoryFilePath(new Uint8Array([1, 2, 3]), "demo")); // /proc/self/fd/12
- * ```
- */
-export function memoryFilePath(bytes: Uint8Array, name: string): string {
-  const libc = Deno.dlopen("libc.so.6", {
-    memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
-    write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-    close: { parameters: ["i32"], result: "i32" },
-  });
-  try {
-    const MFD_CLOEXEC = 1; // Not inherited by child processes.
-    const fd = libc.symbols.memfd_create(new TextEncoder().encode(`${name}\0`), MFD_CLOEXEC);
-    if (fd < 0) throw new Error("memfd_create failed");
-    let written = 0;
-    // Bounded: each round writes at least one byte or throws.
-    while (written < bytes.byteLength) {
-      const rest = bytes.subarray(written);
-      const count = Number(libc.symbols.write(fd, rest, BigInt(rest.byteLength)));
-      if (count <= 0) {
-        libc.symbols.close(fd);
-        throw new Error(`write to the memory file failed after ${written} bytes`);
-      }
-      written += count;
-    }
-    return `/proc/self/fd/${fd}`;
-  } finally {
-    libc.close();
-  }
 }

@@ -16,6 +16,7 @@ import { packagedCopy } from "../tools/package.ts";
 import { pattern, type Scratch, scratch, writePattern } from "./util.ts";
 
 const PROBE = fileURLToPath(new URL("./library_cache/probe.ts", import.meta.url));
+const SWAPPER = fileURLToPath(new URL("./library_cache/swapper.ts", import.meta.url));
 const linux = Deno.build.os === "linux";
 const ci = Deno.env.get("CI") === "true";
 
@@ -29,6 +30,16 @@ import { libraryInfo } from "./ffi/library.ts";
 self.onmessage = (event: MessageEvent<string>) => {
   MappedFile.open(event.data).close();
   self.postMessage(libraryInfo());
+};
+`;
+const MAP_WEB_WORKER = `import { MappedFile } from "./mod.ts";
+import { libraryInfo } from "./ffi/library.ts";
+let kept: MappedFile | undefined;
+self.onmessage = (event: MessageEvent<string>) => {
+  kept = MappedFile.open(event.data); // Left open: the worker is terminated with it.
+  const bytes = new Uint8Array(4);
+  kept.read(bytes, 0);
+  self.postMessage({ info: libraryInfo(), bytes: [...bytes] });
 };
 `;
 
@@ -50,6 +61,7 @@ function setUp(): Setup {
   const packaged = packagedCopy(packageDir, libraryPath()!);
   Deno.writeTextFileSync(join(packageDir, "info_kernel.ts"), INFO_KERNEL);
   Deno.writeTextFileSync(join(packageDir, "info_web_worker.ts"), INFO_WEB_WORKER);
+  Deno.writeTextFileSync(join(packageDir, "map_web_worker.ts"), MAP_WEB_WORKER);
   const dataFile = space.path("data.bin");
   writePattern(dataFile, 8192);
   const cacheDir = space.path("cache");
@@ -126,11 +138,18 @@ function mappedInodes(maps: string[], path: string): number[] {
 }
 
 /** Starts `count` probes, releases them together once all wait, and returns their results. */
-async function loadAtOnce(setup: Setup, tag: string, count: number): Promise<ProbeResult[]> {
+async function loadAtOnce(
+  setup: Setup,
+  tag: string,
+  count: number,
+  args: string[] = ["--maps"],
+  env: Record<string, string> = {},
+): Promise<ProbeResult[]> {
   const go = setup.space.path(`go-${tag}`);
   const runs = Array.from({ length: count }, (_, i) =>
     probe(setup, {
-      args: ["--go", go, "--ready", setup.space.path(`ready-${tag}-${i}`), "--maps"],
+      args: ["--go", go, "--ready", setup.space.path(`ready-${tag}-${i}`), ...args],
+      env,
     }));
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline) {
@@ -192,6 +211,132 @@ Deno.test({
       const repairs = tampered.filter((result) => result.report.info.repaired.length > 0).length;
       assert.ok(repairs >= 1, "no process reported the corrupt file");
       console.log(`corrupt cache, round ${round}: ${repairs} of ${count} processes repaired it`);
+    }
+  },
+});
+
+Deno.test({
+  name: "library cache: while another build is renamed over the cache file again and again, 40 " +
+    "processes loading (16 more through GUARDMAP_LIB and its hash) each map exactly the file " +
+    "they verified",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    assertLoaded(await probe(setup), "first load");
+    // Two valid builds under names of their own, so that their inodes stay: the good one and
+    // one that loads as well (an ELF file ignores bytes appended to it) with another SHA-256.
+    const good = setup.space.path("good.so");
+    const other = setup.space.path("other.so");
+    Deno.linkSync(setup.cachedPath, good);
+    Deno.writeFileSync(other, new Uint8Array([...Deno.readFileSync(good), 1, 2, 3, 4]));
+    const otherInode = Deno.statSync(other).ino;
+    const stop = setup.space.path("stop");
+    const swapper = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", "--allow-all", SWAPPER, good, other, setup.cachedPath, stop],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const results: ProbeResult[] = [];
+    // And 16 more given the file as a MapPool host gives it to its workers.
+    const given = { GUARDMAP_LIB: setup.cachedPath, GUARDMAP_LIB_SHA256: setup.sha256 };
+    try {
+      for (let batch = 0; batch < 7; batch++) {
+        const env = batch < 5 ? {} : given;
+        results.push(...await loadAtOnce(setup, `swap-${batch}`, 8, ["--mapped"], env));
+      }
+    } finally {
+      Deno.writeTextFileSync(stop, "");
+    }
+    const swapped = await swapper.output();
+    const stderr = new TextDecoder().decode(swapped.stderr);
+    assert.ok(swapped.success, `the swapper failed: ${stderr}`);
+    const renames = Number(new TextDecoder().decode(swapped.stdout).trim());
+    let hashed = 0;
+    for (const [i, result] of results.entries()) {
+      const what = `process ${i}`;
+      assertLoaded(result, what);
+      const info = result.report.info;
+      assert.equal(info.sha256, setup.sha256, what);
+      const mapped = result.report.mapped;
+      assert.equal(mapped.length, 1, `${what} mapped ${JSON.stringify(mapped)}`);
+      assert.notEqual(
+        mapped[0].inode,
+        otherInode,
+        `${what} reported source ${info.source}, SHA-256 ${info.sha256}, but mapped the other build`,
+      );
+      if (mapped[0].sha256 !== undefined) {
+        assert.equal(
+          mapped[0].sha256,
+          info.sha256,
+          `${what}: the mapped file is not the verified one`,
+        );
+        hashed++;
+      }
+    }
+    // Reading /proc/self/map_files needs root (CAP_SYS_ADMIN); CI runs as root.
+    if (ci) assert.equal(hashed, results.length, results[0].report.mapped[0].error);
+    const sawOther = results.filter((result) => result.report.info.repaired.length > 0).length;
+    const sources = results.map((result) => result.report.info.source);
+    console.log(
+      `${renames} renames; ${sawOther} of ${results.length} processes found the other build and ` +
+        `replaced it; sources: ${sources.filter((source) => source === "cache").length} cache, ` +
+        `${sources.filter((source) => source === "GUARDMAP_LIB").length} GUARDMAP_LIB, ` +
+        `${sources.filter((source) => source === "memory file").length} memory file; ` +
+        `${hashed} mapped files hashed through /proc/self/map_files`,
+    );
+    assert.ok(sawOther > 0, "no process met the other build: the race was not exercised");
+  },
+});
+
+Deno.test({
+  name: "library cache: 20 Web Workers loading from a memory file share one copy of the " +
+    "library, and their maps work and are released",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    const cases: [string, { flags?: string[]; env?: Record<string, string>; args?: string[] }][] = [
+      // --allow-all (to read /proc/self/maps directly); the cache directory cannot be made.
+      ["no usable cache", {
+        env: { GUARDMAP_CACHE: join(setup.dataFile, "cache") },
+        args: ["--write-memory-file"],
+      }],
+      // The probe then reads /proc/self/maps through libc.
+      ["without --allow-env", { flags: ["--allow-ffi", "--allow-read", "--allow-write"] }],
+    ];
+    for (const [what, options] of cases) {
+      const args = ["--web-workers", "20", ...options.args ?? []];
+      const result = await probe(setup, { ...options, args });
+      assertLoaded(result, what);
+      const report = result.report;
+      assert.equal(report.info.source, "memory file", what);
+      assert.equal(report.webWorkers.length, 20, what);
+      for (const [i, reply] of report.webWorkers.entries()) {
+        assert.equal(reply.info.source, "memory file", `${what}, worker ${i}`);
+        assert.deepEqual(reply.bytes, [...pattern(0, 4)], `${what}, worker ${i}`);
+      }
+      const copies = `${report.libraryCopies} copies of libguardmap mapped, ` +
+        `${report.memoryFiles ?? "?"} memory files`;
+      assert.equal(report.libraryCopies, 1, `${what}: ${copies}`);
+      if (report.memoryFiles !== null) assert.equal(report.memoryFiles, 1, `${what}: ${copies}`);
+      const loads = [
+        report.info,
+        ...report.webWorkers.map((reply: { info: unknown }) => reply.info),
+      ];
+      const decoded = loads.filter((info) => info.decoded).length;
+      assert.equal(decoded, 1, `${what}: ${decoded} of ${loads.length} loads decoded the library`);
+      assert.notEqual(report.releasedMs, null, `${what}: the workers' maps were not released`);
+      if (options.args !== undefined) {
+        // Sealed: nothing can change the library after it was verified.
+        const changes = report.memoryFileChanges;
+        assert.deepEqual(changes, { write: "PermissionDenied", grow: "PermissionDenied" }, what);
+      }
+      console.log(
+        `${what}: ${report.libraryCopies} copy mapped, ${report.memoryFiles ?? "?"} memory ` +
+          `file(s), ${decoded} decode(s) for ${loads.length} loads; maps released after ` +
+          `${report.releasedMs} ms`,
+      );
     }
   },
 });
@@ -316,6 +461,47 @@ Deno.test({
     assert.ok(
       denied.stderr.includes(`grant --allow-write=${setup.cacheDir}`),
       `the error does not name the path and the flag:\n${denied.stderr}`,
+    );
+  },
+});
+
+/** The absolute path of the libc this process has mapped (Linux). */
+function libcPath(): string {
+  const line = Deno.readTextFileSync("/proc/self/maps").split("\n")
+    .find((entry) => /\/libc[.-][^/]*so/.test(entry));
+  assert.ok(line !== undefined, "no libc in /proc/self/maps");
+  return line.split(/\s+/).slice(5).join(" ");
+}
+
+Deno.test({
+  name: "library cache: a scoped --allow-ffi needs /proc/self/fd (and libc's path for a " +
+    "memory file), as the README says",
+  ignore: !linux,
+  async fn() {
+    const setup = setUp();
+    using _space = setup.space;
+    const rest = ["--allow-env", "--allow-read", "--allow-write"];
+    const cached = await probe(setup, { flags: ["--allow-ffi=/proc/self/fd", ...rest] });
+    assertLoaded(cached, "--allow-ffi=/proc/self/fd");
+    assert.equal(cached.report.info.source, "cache");
+    assert.equal(cached.report.info.path, setup.cachedPath);
+    // The cache's directory alone is not enough: the verified descriptor is what is loaded.
+    const cacheOnly = await probe(setup, { flags: [`--allow-ffi=${setup.cacheDir}`, ...rest] });
+    assert.notEqual(cacheOnly.code, 0);
+    assert.match(cacheOnly.stderr, /Requires ffi access to "\/proc\/self\/fd\/\d+"/);
+
+    // No cache (no --allow-env to find it): a memory file, made through libc.
+    const noEnv = ["--allow-read", "--allow-write"];
+    const memory = await probe(setup, {
+      flags: [`--allow-ffi=/proc/self/fd,${libcPath()}`, ...noEnv],
+    });
+    assertLoaded(memory, `--allow-ffi=/proc/self/fd,${libcPath()}`);
+    assert.equal(memory.report.info.source, "memory file");
+    const noLibc = await probe(setup, { flags: ["--allow-ffi=/proc/self/fd", ...noEnv] });
+    assert.notEqual(noLibc.code, 0);
+    assert.match(
+      noLibc.stderr,
+      /memory file failed too: .*libc's absolute path .*\/proc\/self\/fd/,
     );
   },
 });
