@@ -333,3 +333,75 @@ Deno.test("pool arguments: wrong option and range types are errors that name the
   await assert.rejects(() => file.prefault("x" as never), /prefault: range must be an object/);
   await file.flush({ position: 0, length: 4096 });
 });
+
+/** The live (not zombie) worker processes of this host, from /proc. */
+function liveWorkers(): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const command = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+      const worker = command.some((part) => part.endsWith("workers/worker.ts")) &&
+        command.includes(`${Deno.pid}`);
+      if (worker && state !== "Z") pids.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids.sort();
+}
+
+/** Waits (bounded) until `condition` holds; returns whether it did. */
+async function eventually(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
+Deno.test("pool kernels: a run that restarted its worker for a grant reports and kills that worker", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const bytes = writePattern(path, 4096);
+  // Outside guardmap's directory: the first run of each kernel restarts the worker with a grant.
+  const kernels = Deno.makeTempDirSync({ prefix: "guardmap-kernels-" });
+  try {
+    Deno.writeTextFileSync(`${kernels}/spin.ts`, "export function spin() { for (;;) {} }\n");
+    Deno.writeTextFileSync(
+      `${kernels}/boom.ts`,
+      `export function boom() { console.error("boom kernel ran"); Deno.exit(7); }\n`,
+    );
+    await using pool = new MapPool({ workers: 1, runTimeoutMs: 500, callTimeoutMs: 3000 });
+    const file = await pool.open(path);
+    const before = pool.pids;
+    const spun = await file.run(`${kernels}/spin.ts`, "spin").catch((error) => error);
+    assert.ok(spun instanceof WorkerCrashedError, String(spun));
+    assert.equal(spun.reason, "timed_out");
+    // The worker that spun (started for the grant) was killed, not the one it replaced.
+    assert.equal(spun.signal, "SIGKILL");
+    const target = new Uint8Array(64);
+    await file.read(target, 100);
+    assertBytes(target, bytes.subarray(100, 164));
+    assert.equal(pool.pids.length, 1);
+    assert.ok(!before.includes(pool.pids[0]));
+    assert.ok(
+      await eventually(() => liveWorkers().join() === pool.pids.join(), 5000),
+      `worker processes ${liveWorkers()}, pool workers ${pool.pids}: one is left spinning`,
+    );
+    // A kernel that dies on its first run: its own exit code and stderr, not the old worker's.
+    const died = await file.run(`${kernels}/boom.ts`, "boom").catch((error) => error);
+    assert.ok(died instanceof WorkerCrashedError, String(died));
+    assert.equal(died.reason, "crashed");
+    assert.equal(died.exitCode, 7);
+    assert.equal(died.signal, null);
+    assert.match(died.stderr, /boom kernel ran/);
+    await file.read(target, 200);
+    assertBytes(target, bytes.subarray(200, 264));
+  } finally {
+    Deno.removeSync(kernels, { recursive: true });
+  }
+});

@@ -309,17 +309,20 @@ class PoolCore {
       if (!worker.alive || this.#closed || this.#failure !== undefined) {
         await this.#ensureAlive(worker);
       }
+      // `run` may replace the process during `body` (a new kernel grant): what happens after
+      // it is counted on, and reported from, the process current at that moment.
       const life = worker.life!;
       life.inCall = true;
       try {
         const result = await body();
-        life.completedCalls++;
+        worker.life!.completedCalls++;
         return result;
       } catch (error) {
-        if (error instanceof WorkerGone) throw await this.#crashed(life, operation, path, error);
+        if (error instanceof WorkerGone) throw await this.#crashed(worker, operation, path, error);
         throw error;
       } finally {
         life.inCall = false;
+        worker.life!.inCall = false;
       }
     });
     worker.queue = call.catch(() => {});
@@ -525,6 +528,7 @@ class PoolCore {
         // A worker started before the latest grants lacks them: start it again with them.
         if (worker.accessVersion !== this.#access.version) {
           await this.#start(worker);
+          worker.life!.inCall = true;
           await this.#reopen(worker);
         }
         const request: RunRequest = {
@@ -787,11 +791,13 @@ class PoolCore {
 
   /** The error for a call whose worker died or stopped answering. */
   async #crashed(
-    life: Life,
+    worker: PoolWorker,
     operation: string,
     path: string,
     gone: WorkerGone,
   ): Promise<WorkerCrashedError> {
+    // The process the call was waiting on when it failed, which `run` may have started itself.
+    const life = worker.life!;
     // Dead (or about to be killed) as of now, whenever Deno gets round to its exit status.
     life.alive = false;
     if (gone.timedOut) life.kill();
