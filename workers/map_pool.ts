@@ -1159,3 +1159,14 @@ function moduleUrl(module: string | URL): string {
     return pathToFileURL(resolve(module)).href;
   }
 }
+
+/**
+ * Never called. The pool starts ./worker.ts as a separate process by URL (`#workerArgs`), which
+ * puts it in no module graph: this literal import does, so `deno cache` and `deno compile` of a
+ * program that uses MapPool include the worker's modules, and an offline (`--cached-only`)
+ * program can start workers. Calling it would run a worker's top-level code in this process.
+ */
+// deno-lint-ignore no-unused-vars
+function workerModuleInGraph(): Promise<unknown> {
+  return import("./worker.ts");
+}
