@@ -405,3 +405,73 @@ Deno.test("pool kernels: a run that restarted its worker for a grant reports and
     Deno.removeSync(kernels, { recursive: true });
   }
 });
+
+Deno.test("pool kernels: what a kernel's top-level code is refused or throws grants nothing", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 4096);
+  const kernels = Deno.makeTempDirSync({ prefix: "guardmap-kernels-" });
+  try {
+    // Refused at evaluation, not while loading: the old grant-on-refusal gave the worker "/".
+    Deno.writeTextFileSync(
+      `${kernels}/list_root.ts`,
+      `export const names = [...Deno.readDirSync("/")].map((entry) => entry.name);
+       export function k(): number { return names.length; }`,
+    );
+    // A message that merely looks like Deno's refusal.
+    Deno.writeTextFileSync(
+      `${kernels}/fake.ts`,
+      `throw new Error('Requires read access to "/root", run again with the --allow-read flag');
+       export function k(): number { return 1; }`,
+    );
+    Deno.writeTextFileSync(
+      `${kernels}/probe.ts`,
+      `export async function access(): Promise<Record<string, string>> {
+         const ask = async (path: string) => (await Deno.permissions.query({ name: "read", path })).state;
+         return { root: await ask("/"), home: await ask("/root"), etc: await ask("/etc/passwd"),
+                  kernels: await ask(${JSON.stringify(kernels)}) };
+       }`,
+    );
+    const narrow = { root: "prompt", home: "prompt", etc: "prompt", kernels: "prompt" };
+    // The host may read everything (deno test --allow-all): only the worker's grants limit it.
+    await using pool = new MapPool({ workers: 1 });
+    const file = await pool.open(path);
+    for (const kernel of ["list_root.ts", "fake.ts", "list_root.ts", "fake.ts"]) {
+      const failed = await file.run(`${kernels}/${kernel}`, "k").catch((error) => error);
+      assert.ok(failed instanceof GuardmapError, `${kernel}: ${failed}`);
+      assert.equal(failed.code, "KERNEL_NOT_FOUND", `${kernel}: ${failed.message}`);
+    }
+    // A directory is never a module: running it grants nothing either.
+    const directory = await file.run(kernels, "k").catch((error) => error);
+    assert.ok(directory instanceof GuardmapError, String(directory));
+    assert.deepEqual(await file.run(`${kernels}/probe.ts`, "access"), narrow);
+  } finally {
+    Deno.removeSync(kernels, { recursive: true });
+  }
+});
+
+Deno.test("pool kernels: a remote kernel with a remote import runs with import access to its host", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 4096);
+  const modules: Record<string, string> = {
+    // A path no other run used: a new URL whose graph is listed (and fetched) afresh.
+    [`/k${crypto.randomUUID()}/kernel.ts`]: `import { factor } from "./scale.ts";
+      export function scaled(view: Uint8Array, index: number): number { return view[index] * factor; }`,
+  };
+  const kernelPath = Object.keys(modules)[0];
+  modules[kernelPath.replace("kernel.ts", "scale.ts")] = "export const factor = 5;\n";
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => {
+      const body = modules[new URL(request.url).pathname];
+      return body === undefined
+        ? new Response("not found", { status: 404 })
+        : new Response(body, { headers: { "content-type": "application/typescript" } });
+    },
+  );
+  await using pool = new MapPool({ workers: 1 });
+  const file = await pool.open(path);
+  const url = `http://127.0.0.1:${server.addr.port}${kernelPath}`;
+  assert.equal(await file.run(url, "scaled", 4), ((4 * 7 + 3) & 0xff) * 5);
+});
