@@ -470,8 +470,12 @@ Deno.test("pool kernels: a remote kernel with a remote import runs with import a
         : new Response(body, { headers: { "content-type": "application/typescript" } });
     },
   );
+  // The deno.lock next to guardmap's deno.json, which a worker's Deno would find and write.
+  const lock = new URL("../deno.lock", import.meta.url);
+  const lockBefore = Deno.readTextFileSync(lock);
   await using pool = new MapPool({ workers: 1 });
   const file = await pool.open(path);
   const url = `http://127.0.0.1:${server.addr.port}${kernelPath}`;
   assert.equal(await file.run(url, "scaled", 4), ((4 * 7 + 3) & 0xff) * 5);
+  assert.equal(Deno.readTextFileSync(lock), lockBefore, "running a kernel wrote into deno.lock");
 });

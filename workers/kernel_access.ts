@@ -90,7 +90,8 @@ export class KernelAccess {
     let graph: Denied[];
     try {
       const output = await new Deno.Command(Deno.execPath(), {
-        args: ["info", "--json", url],
+        // --no-lock: listing the graph must not write remote modules into the user's deno.lock.
+        args: ["info", "--json", "--no-lock", url],
         env: { NO_COLOR: "1" },
         stdin: "null",
         stdout: "piped",

@@ -737,6 +737,9 @@ class PoolCore {
       "run",
       "--quiet",
       "--no-prompt",
+      // The lock file Deno would find is guardmap's own (next to worker.ts) or the current
+      // directory's: importing a kernel must not write its modules into either.
+      "--no-lock",
       "--allow-ffi",
       `--allow-env=GUARDMAP_LIB,GUARDMAP_LIB_SHA256`,
     ];
