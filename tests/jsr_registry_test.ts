@@ -8,7 +8,8 @@
  * - it maps a file, reads it, and gets a MappedIOError from a truncation; a MapPool read and a
  *   run of a kernel in its own directory;
  * - a corrupted file in guardmap's cache is reported and replaced, and the program still works;
- * - with the registry stopped, it runs again with `--cached-only`;
+ * - with the registry stopped, it runs again with `--cached-only`, and so does a second app
+ *   whose fresh DENO_DIR saw only `deno cache app.ts` (the pool's worker module is in the graph);
  * - a file tampered with in the registry gives Deno's integrity error.
  *
  * It publishes what is committed (a clone sees nothing else). Linux only: the prebuilt library
@@ -20,7 +21,15 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Registry, serveRegistry, sha256 } from "./jsr/registry.ts";
-import { type App, documentedFlags, makeApp, patternSum, runApp, systemPath } from "./jsr/app.ts";
+import {
+  type App,
+  cacheApp,
+  documentedFlags,
+  makeApp,
+  patternSum,
+  runApp,
+  systemPath,
+} from "./jsr/app.ts";
 import { pattern, scratch } from "./util.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -195,6 +204,13 @@ Deno.test({
         },
       );
 
+      // A second app whose DENO_DIR saw only `deno cache app.ts`, never a pool started online:
+      // the worker's module must be in the graph that `deno cache` fetches.
+      const cachedApp = makeApp(space.path("app-cached"), `jsr:@guardmap/guardmap@${version}`);
+      await t.step("deno cache of a new app, in a fresh DENO_DIR", async () => {
+        await cacheApp(cachedApp, registry.url);
+      });
+
       await t.step("with the registry stopped, --cached-only still works", async () => {
         await registry.stop();
         await assertStopped(registry);
@@ -205,6 +221,13 @@ Deno.test({
           cachedOnly: true,
         });
         assertWorked(run, "--cached-only run");
+        const cached = await runApp(cachedApp, {
+          registryUrl: registry.url,
+          flags: documentedFlags(cachedApp),
+          steps: "map,pool-read",
+          cachedOnly: true,
+        });
+        assertWorked(cached, "--cached-only run after only deno cache");
       });
 
       await t.step(
@@ -236,7 +259,7 @@ Deno.test({
     }
     console.log(
       `jsr registry test: ${((performance.now() - started) / 1000).toFixed(1)} s ` +
-        `(clone, package, publish, 6 program runs)`,
+        `(clone, package, publish, deno cache, 7 program runs)`,
     );
   },
 });

@@ -333,3 +333,149 @@ Deno.test("pool arguments: wrong option and range types are errors that name the
   await assert.rejects(() => file.prefault("x" as never), /prefault: range must be an object/);
   await file.flush({ position: 0, length: 4096 });
 });
+
+/** The live (not zombie) worker processes of this host, from /proc. */
+function liveWorkers(): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const command = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+      const worker = command.some((part) => part.endsWith("workers/worker.ts")) &&
+        command.includes(`${Deno.pid}`);
+      if (worker && state !== "Z") pids.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids.sort();
+}
+
+/** Waits (bounded) until `condition` holds; returns whether it did. */
+async function eventually(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
+Deno.test("pool kernels: a run that restarted its worker for a grant reports and kills that worker", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  const bytes = writePattern(path, 4096);
+  // Outside guardmap's directory: the first run of each kernel restarts the worker with a grant.
+  const kernels = Deno.makeTempDirSync({ prefix: "guardmap-kernels-" });
+  try {
+    Deno.writeTextFileSync(`${kernels}/spin.ts`, "export function spin() { for (;;) {} }\n");
+    Deno.writeTextFileSync(
+      `${kernels}/boom.ts`,
+      `export function boom() { console.error("boom kernel ran"); Deno.exit(7); }\n`,
+    );
+    await using pool = new MapPool({ workers: 1, runTimeoutMs: 500, callTimeoutMs: 3000 });
+    const file = await pool.open(path);
+    const before = pool.pids;
+    const spun = await file.run(`${kernels}/spin.ts`, "spin").catch((error) => error);
+    assert.ok(spun instanceof WorkerCrashedError, String(spun));
+    assert.equal(spun.reason, "timed_out");
+    // The worker that spun (started for the grant) was killed, not the one it replaced.
+    assert.equal(spun.signal, "SIGKILL");
+    const target = new Uint8Array(64);
+    await file.read(target, 100);
+    assertBytes(target, bytes.subarray(100, 164));
+    assert.equal(pool.pids.length, 1);
+    assert.ok(!before.includes(pool.pids[0]));
+    assert.ok(
+      await eventually(() => liveWorkers().join() === pool.pids.join(), 5000),
+      `worker processes ${liveWorkers()}, pool workers ${pool.pids}: one is left spinning`,
+    );
+    // A kernel that dies on its first run: its own exit code and stderr, not the old worker's.
+    const died = await file.run(`${kernels}/boom.ts`, "boom").catch((error) => error);
+    assert.ok(died instanceof WorkerCrashedError, String(died));
+    assert.equal(died.reason, "crashed");
+    assert.equal(died.exitCode, 7);
+    assert.equal(died.signal, null);
+    assert.match(died.stderr, /boom kernel ran/);
+    await file.read(target, 200);
+    assertBytes(target, bytes.subarray(200, 264));
+  } finally {
+    Deno.removeSync(kernels, { recursive: true });
+  }
+});
+
+Deno.test("pool kernels: what a kernel's top-level code is refused or throws grants nothing", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 4096);
+  const kernels = Deno.makeTempDirSync({ prefix: "guardmap-kernels-" });
+  try {
+    // Refused at evaluation, not while loading: the old grant-on-refusal gave the worker "/".
+    Deno.writeTextFileSync(
+      `${kernels}/list_root.ts`,
+      `export const names = [...Deno.readDirSync("/")].map((entry) => entry.name);
+       export function k(): number { return names.length; }`,
+    );
+    // A message that merely looks like Deno's refusal.
+    Deno.writeTextFileSync(
+      `${kernels}/fake.ts`,
+      `throw new Error('Requires read access to "/root", run again with the --allow-read flag');
+       export function k(): number { return 1; }`,
+    );
+    Deno.writeTextFileSync(
+      `${kernels}/probe.ts`,
+      `export async function access(): Promise<Record<string, string>> {
+         const ask = async (path: string) => (await Deno.permissions.query({ name: "read", path })).state;
+         return { root: await ask("/"), home: await ask("/root"), etc: await ask("/etc/passwd"),
+                  kernels: await ask(${JSON.stringify(kernels)}) };
+       }`,
+    );
+    const narrow = { root: "prompt", home: "prompt", etc: "prompt", kernels: "prompt" };
+    // The host may read everything (deno test --allow-all): only the worker's grants limit it.
+    await using pool = new MapPool({ workers: 1 });
+    const file = await pool.open(path);
+    for (const kernel of ["list_root.ts", "fake.ts", "list_root.ts", "fake.ts"]) {
+      const failed = await file.run(`${kernels}/${kernel}`, "k").catch((error) => error);
+      assert.ok(failed instanceof GuardmapError, `${kernel}: ${failed}`);
+      assert.equal(failed.code, "KERNEL_NOT_FOUND", `${kernel}: ${failed.message}`);
+    }
+    // A directory is never a module: running it grants nothing either.
+    const directory = await file.run(kernels, "k").catch((error) => error);
+    assert.ok(directory instanceof GuardmapError, String(directory));
+    assert.deepEqual(await file.run(`${kernels}/probe.ts`, "access"), narrow);
+  } finally {
+    Deno.removeSync(kernels, { recursive: true });
+  }
+});
+
+Deno.test("pool kernels: a remote kernel with a remote import runs with import access to its host", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 4096);
+  const modules: Record<string, string> = {
+    // A path no other run used: a new URL whose graph is listed (and fetched) afresh.
+    [`/k${crypto.randomUUID()}/kernel.ts`]: `import { factor } from "./scale.ts";
+      export function scaled(view: Uint8Array, index: number): number { return view[index] * factor; }`,
+  };
+  const kernelPath = Object.keys(modules)[0];
+  modules[kernelPath.replace("kernel.ts", "scale.ts")] = "export const factor = 5;\n";
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => {
+      const body = modules[new URL(request.url).pathname];
+      return body === undefined
+        ? new Response("not found", { status: 404 })
+        : new Response(body, { headers: { "content-type": "application/typescript" } });
+    },
+  );
+  // The deno.lock next to guardmap's deno.json, which a worker's Deno would find and write.
+  const lock = new URL("../deno.lock", import.meta.url);
+  const lockBefore = Deno.readTextFileSync(lock);
+  await using pool = new MapPool({ workers: 1 });
+  const file = await pool.open(path);
+  const url = `http://127.0.0.1:${server.addr.port}${kernelPath}`;
+  assert.equal(await file.run(url, "scaled", 4), ((4 * 7 + 3) & 0xff) * 5);
+  assert.equal(Deno.readTextFileSync(lock), lockBefore, "running a kernel wrote into deno.lock");
+});

@@ -4,7 +4,8 @@
  * itself, and the remote hosts it may import from. Internal.
  *
  * A worker's permissions are fixed when it starts, so a new grant means a new worker process;
- * grants only grow, and only by resources the host holds itself, so the workers stay as narrow
+ * grants only grow, and only by the module files and hosts of the kernels' import graphs that
+ * the host may use itself, so the workers stay as narrow
  * as the kernels they were asked to run.
  *
  * @module
@@ -12,7 +13,7 @@
 import { fileURLToPath } from "node:url";
 import { sep } from "node:path";
 
-/** A resource the worker's Deno refused while loading a kernel. */
+/** A resource a worker needs to load a kernel. */
 export interface Denied {
   /** The permission: `"read"` for a file, `"import"` for a remote host. */
   name: "read" | "import";
@@ -20,25 +21,8 @@ export interface Denied {
   resource: string;
 }
 
-/** At most this many grants per `run` call: a kernel's import graph is not unbounded. */
-export const GRANTS_PER_RUN_MAX = 32;
-
-/**
- * Reads what Deno's refusal says was refused (`Requires read access to "/a/b.ts", ...`).
- *
- * @example
- * ```ts
- * import { deniedOf } from "./kernel_access.ts";
- * const error = new Error('Requires read access to "/k/helper.ts", run again with the --allow-read flag');
- * console.log(deniedOf(error)); // { name: "read", resource: "/k/helper.ts" }
- * ```
- */
-export function deniedOf(error: unknown): Denied | undefined {
-  const message = error instanceof Error ? error.message : String(error);
-  const found = /Requires (read|import) access to "([^"]+)"/.exec(message);
-  if (found === null) return undefined;
-  return { name: found[1] as "read" | "import", resource: found[2] };
-}
+/** How long `deno info` may take to list a kernel's module graph (it may fetch remote modules). */
+const GRAPH_TIMEOUT_MS = 30_000;
 
 /** The kernel resources granted to a pool's workers so far. */
 export class KernelAccess {
@@ -46,6 +30,8 @@ export class KernelAccess {
   readonly #imports: string[] = [];
   readonly #fixed: string[];
   readonly #ownHosts: string[];
+  /** The module graph of each kernel URL, as `deno info` listed it (successful listings only). */
+  readonly #graphs = new Map<string, Denied[]>();
 
   /**
    * `fixed`: the directories and files every worker may read anyway. `ownHosts`: the hosts the
@@ -74,6 +60,55 @@ export class KernelAccess {
   }
 
   /**
+   * Grants what loading kernel `url` and its static imports needs: each local module file and
+   * each remote module's host of its graph, as far as this process may use them itself.
+   *
+   * Why the host lists the graph (`deno info --json`, which resolves and fetches modules but
+   * runs none of them) instead of granting what the worker was refused: a refusal while Deno
+   * loads the graph and one raised by the kernel's top-level code (`Deno.readDirSync("/")`) or
+   * simply thrown (`throw new Error('Requires read access to "/root"')`) reach the worker as
+   * the same rejected `import()`, so the worker cannot tell them apart, and granting from its
+   * messages let a kernel widen its own permissions. Imports whose specifier is computed at run
+   * time are not in the listing: those need `permissions.read`.
+   */
+  async grantGraph(url: string): Promise<void> {
+    for (const needed of (await this.#graphOf(url)) ?? [this.neededFor(url)]) {
+      if (needed !== undefined) this.grant(needed);
+    }
+  }
+
+  async #graphOf(url: string): Promise<Denied[] | undefined> {
+    const known = this.#graphs.get(url);
+    if (known !== undefined) return known;
+    // A remote kernel this process may not import itself gets nothing: no listing either.
+    const root = this.neededFor(url);
+    if (root?.name === "import") {
+      if (Deno.permissions.querySync({ name: "import", host: root.resource }).state !== "granted") {
+        return undefined;
+      }
+    }
+    let graph: Denied[];
+    try {
+      const output = await new Deno.Command(Deno.execPath(), {
+        // --no-lock: listing the graph must not write remote modules into the user's deno.lock.
+        args: ["info", "--json", "--no-lock", url],
+        env: { NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+        signal: AbortSignal.timeout(GRAPH_TIMEOUT_MS),
+      }).output();
+      if (!output.success) return undefined;
+      graph = graphResources(JSON.parse(new TextDecoder().decode(output.stdout)));
+    } catch {
+      // No --allow-run for Deno, too slow, or output not understood: the kernel module alone.
+      return undefined;
+    }
+    this.#graphs.set(url, graph);
+    return graph;
+  }
+
+  /**
    * The resource that loading module `url` needs first, when the workers lack it and this
    * process holds it; undefined when nothing is to be granted.
    */
@@ -95,7 +130,8 @@ export class KernelAccess {
     if (denied.name === "read") {
       if (this.#covered(denied.resource) || denied.resource.includes(",")) return false;
       const state = Deno.permissions.querySync({ name: "read", path: denied.resource }).state;
-      if (state !== "granted") return false;
+      // A module is a regular file: never a directory, whose grant would cover all below it.
+      if (state !== "granted" || !isFile(denied.resource)) return false;
       this.#reads.push(denied.resource);
       return true;
     }
@@ -124,4 +160,33 @@ export class KernelAccess {
  */
 export function hostOf(url: URL): string {
   return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+}
+
+/** What `deno info --json` output `info` lists: its local module files and remote hosts. */
+function graphResources(info: unknown): Denied[] {
+  const graph = info as { modules?: { specifier?: unknown; error?: unknown }[] };
+  const redirects = (info as { redirects?: Record<string, string> }).redirects ?? {};
+  const specifiers = [
+    ...(graph.modules ?? []).filter((module) => module.error === undefined)
+      .map((module) => module.specifier),
+    ...Object.keys(redirects),
+  ];
+  const found: Denied[] = [];
+  for (const specifier of specifiers) {
+    if (typeof specifier !== "string") continue;
+    const url = new URL(specifier);
+    if (url.protocol === "file:") found.push({ name: "read", resource: fileURLToPath(url) });
+    if (url.protocol === "https:" || url.protocol === "http:") {
+      found.push({ name: "import", resource: hostOf(url) });
+    }
+  }
+  return found;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }

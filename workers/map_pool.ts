@@ -12,7 +12,7 @@ import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
-import { GRANTS_PER_RUN_MAX, hostOf, KernelAccess } from "./kernel_access.ts";
+import { hostOf, KernelAccess } from "./kernel_access.ts";
 import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
 import { asBytes, checkPosition } from "../ffi/bytes.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
@@ -104,8 +104,9 @@ export interface PoolFile extends AsyncDisposable {
    * structured clone (JSON values, typed arrays, Maps, bigints, ...). `module` is a URL, or a
    * path resolved against the current directory. Outside guardmap's directory and
    * `permissions.read`, the first `run` of a module restarts the worker with read access to that
-   * file, and to each file it imports (import access to the host of an `https:` module), as long
-   * as this process holds that permission itself. If the kernel crashes the worker, or throws,
+   * file, and to each file of its static import graph (import access to the host of an `https:`
+   * module), as long as this process holds that permission itself; imports computed at run time
+   * need `permissions.read`. If the kernel crashes the worker, or throws,
    * the call rejects with {@linkcode WorkerCrashedError} and the worker is restarted.
    */
   run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T>;
@@ -309,17 +310,20 @@ class PoolCore {
       if (!worker.alive || this.#closed || this.#failure !== undefined) {
         await this.#ensureAlive(worker);
       }
+      // `run` may replace the process during `body` (a new kernel grant): what happens after
+      // it is counted on, and reported from, the process current at that moment.
       const life = worker.life!;
       life.inCall = true;
       try {
         const result = await body();
-        life.completedCalls++;
+        worker.life!.completedCalls++;
         return result;
       } catch (error) {
-        if (error instanceof WorkerGone) throw await this.#crashed(life, operation, path, error);
+        if (error instanceof WorkerGone) throw await this.#crashed(worker, operation, path, error);
         throw error;
       } finally {
         life.inCall = false;
+        worker.life!.inCall = false;
       }
     });
     worker.queue = call.catch(() => {});
@@ -517,45 +521,37 @@ class PoolCore {
     const url = moduleUrl(module);
     return this.#exclusive(file.worker, "run", file.path, async () => {
       const worker = file.worker;
-      // The kernel module first, then whatever it imports that the worker is refused: each
-      // grant the host may give restarts the worker with it (bounded per call).
-      const first = this.#access.neededFor(url);
-      if (first !== undefined) this.#access.grant(first);
-      for (let grants = 0;; grants++) {
-        // A worker started before the latest grants lacks them: start it again with them.
-        if (worker.accessVersion !== this.#access.version) {
-          await this.#start(worker);
-          await this.#reopen(worker);
-        }
-        const request: RunRequest = {
-          handle: file.handle,
-          length: file.byteLength,
-          module: url,
-          name,
-          args,
-        };
-        const status = await this.#control(
-          worker,
-          Op.run,
-          file.handle,
-          request,
-          this.#options.runTimeoutMs,
-        );
-        if (status === Status.ok) return readPayload<T>(worker.staging, worker.resultBytes());
-        const failure: FailureAnswer = worker.resultBytes() > 0
-          ? readPayload<FailureAnswer>(worker.staging, worker.resultBytes())
-          : { message: `status ${status}` };
-        const denied = failure.denied;
-        if (denied !== undefined && grants < GRANTS_PER_RUN_MAX) {
-          this.#access.grant(denied);
-          if (worker.accessVersion !== this.#access.version) continue;
-        }
-        throw new GuardmapError(`run ${name} from ${url} on "${file.path}": ${failure.message}`, {
-          code: status === Status.not_found ? "KERNEL_NOT_FOUND" : "RESULT_TOO_LARGE",
-          status,
-          path: file.path,
-        });
+      // The kernel's module graph, as far as the host may read it (KernelAccess.grantGraph).
+      await this.#access.grantGraph(url);
+      // A worker started before the latest grants lacks them: start it again with them.
+      if (worker.accessVersion !== this.#access.version) {
+        await this.#start(worker);
+        worker.life!.inCall = true;
+        await this.#reopen(worker);
       }
+      const request: RunRequest = {
+        handle: file.handle,
+        length: file.byteLength,
+        module: url,
+        name,
+        args,
+      };
+      const status = await this.#control(
+        worker,
+        Op.run,
+        file.handle,
+        request,
+        this.#options.runTimeoutMs,
+      );
+      if (status === Status.ok) return readPayload<T>(worker.staging, worker.resultBytes());
+      const failure: FailureAnswer = worker.resultBytes() > 0
+        ? readPayload<FailureAnswer>(worker.staging, worker.resultBytes())
+        : { message: `status ${status}` };
+      throw new GuardmapError(`run ${name} from ${url} on "${file.path}": ${failure.message}`, {
+        code: status === Status.not_found ? "KERNEL_NOT_FOUND" : "RESULT_TOO_LARGE",
+        status,
+        path: file.path,
+      });
     });
   }
 
@@ -741,6 +737,9 @@ class PoolCore {
       "run",
       "--quiet",
       "--no-prompt",
+      // The lock file Deno would find is guardmap's own (next to worker.ts) or the current
+      // directory's: importing a kernel must not write its modules into either.
+      "--no-lock",
       "--allow-ffi",
       `--allow-env=GUARDMAP_LIB,GUARDMAP_LIB_SHA256`,
     ];
@@ -787,11 +786,13 @@ class PoolCore {
 
   /** The error for a call whose worker died or stopped answering. */
   async #crashed(
-    life: Life,
+    worker: PoolWorker,
     operation: string,
     path: string,
     gone: WorkerGone,
   ): Promise<WorkerCrashedError> {
+    // The process the call was waiting on when it failed, which `run` may have started itself.
+    const life = worker.life!;
     // Dead (or about to be killed) as of now, whenever Deno gets round to its exit status.
     life.alive = false;
     if (gone.timedOut) life.kill();
@@ -1152,4 +1153,15 @@ function moduleUrl(module: string | URL): string {
   } catch {
     return pathToFileURL(resolve(module)).href;
   }
+}
+
+/**
+ * Never called. The pool starts ./worker.ts as a separate process by URL (`#workerArgs`), which
+ * puts it in no module graph: this literal import does, so `deno cache` and `deno compile` of a
+ * program that uses MapPool include the worker's modules, and an offline (`--cached-only`)
+ * program can start workers. Calling it would run a worker's top-level code in this process.
+ */
+// deno-lint-ignore no-unused-vars
+function workerModuleInGraph(): Promise<unknown> {
+  return import("./worker.ts");
 }

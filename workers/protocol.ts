@@ -9,7 +9,6 @@
  */
 import { deserialize, serialize } from "node:v8";
 import type { OpenFailure } from "../ffi/open_options.ts";
-import type { Denied } from "./kernel_access.ts";
 
 /** Operation numbers; 1 to 5 are served natively (zig/src/channel.zig). */
 export const Op = {
@@ -63,8 +62,6 @@ export interface RunRequest {
 /** An answer carrying a message instead of a result (a failed import, a result too large). */
 export interface FailureAnswer {
   message: string;
-  /** What Deno refused the worker while it loaded a kernel, if that was the failure. */
-  denied?: Denied;
 }
 
 /**

@@ -24,7 +24,6 @@ import {
   type RunRequest,
   writePayload,
 } from "./protocol.ts";
-import { deniedOf } from "./kernel_access.ts";
 
 const [channelPath, hostPid] = Deno.args;
 if (channelPath === undefined || hostPid === undefined) {
@@ -116,7 +115,6 @@ async function run(): Promise<void> {
   } catch (error) {
     reply(Status.not_found, {
       message: `cannot load ${request.module}: ${error instanceof Error ? error.message : error}`,
-      denied: deniedOf(error),
     });
     return;
   }

@@ -159,6 +159,39 @@ export function systemPath(): string {
   return dirs.filter((dir) => !isFile(join(dir, "zig"))).join(delimiter);
 }
 
+/** The whole environment of the app's Deno: its home, its DENO_DIR, the registry at `registryUrl`. */
+function appEnv(app: App, registryUrl: string): Record<string, string> {
+  return {
+    PATH: systemPath(),
+    HOME: app.home,
+    DENO_DIR: app.denoDir,
+    JSR_URL: registryUrl,
+    NO_COLOR: "1",
+    // Nothing but the loopback registry: no look-up of newer Deno releases.
+    DENO_NO_UPDATE_CHECK: "1",
+  };
+}
+
+/**
+ * `deno cache` of the app's program (and nothing else) into its DENO_DIR, as a user does before
+ * going offline; throws with Deno's output when it fails.
+ */
+export async function cacheApp(app: App, registryUrl: string): Promise<void> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["cache", app.script],
+    cwd: app.dir,
+    clearEnv: true,
+    env: appEnv(app, registryUrl),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(RUN_TIMEOUT_MS),
+  }).output();
+  if (!output.success) {
+    throw new Error(`deno cache ${app.script} failed:\n${new TextDecoder().decode(output.stderr)}`);
+  }
+}
+
 /** Runs the app's program with exactly `flags`, against the registry at `registryUrl`. */
 export async function runApp(
   app: App,
@@ -177,15 +210,7 @@ export async function runApp(
     ],
     cwd: app.dir,
     clearEnv: true,
-    env: {
-      PATH: systemPath(),
-      HOME: app.home,
-      DENO_DIR: app.denoDir,
-      JSR_URL: options.registryUrl,
-      NO_COLOR: "1",
-      // Nothing but the loopback registry: no look-up of newer Deno releases.
-      DENO_NO_UPDATE_CHECK: "1",
-    },
+    env: appEnv(app, options.registryUrl),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
