@@ -22,6 +22,10 @@ const errno = os.errno;
 
 extern "c" fn fcntl(fd: c_int, command: c_int, ...) c_int;
 extern "c" fn unlink(path: [*:0]const u8) c_int;
+extern "c" fn readlink(path: [*:0]const u8, buffer: [*]u8, size: usize) isize;
+
+/// PATH_MAX on Linux: the longest name the kernel gives back for a descriptor.
+const path_bytes_max = 4096;
 extern "c" fn fstatvfs(fd: c_int, out: *Statvfs) c_int;
 extern "c" fn geteuid() c_uint;
 extern "c" fn futimens(fd: c_int, times: *const [2]Timespec) c_int;
@@ -122,9 +126,10 @@ pub fn open_regular(path: [*:0]const u8, mode: Mode, opened: *Opened) ?OpenError
     }
     if (mode != .create) return .{ .status = .not_found, .os_error = enoent };
     // A dangling symbolic link: O_EXCL refuses it, O_CREAT creates its target as open(2) does.
+    // The target did not exist (the probe found nothing), so this open created it.
     const fd = open(path, flags | os.o_creat, @as(c_uint, 0o644));
     if (fd < 0) return fail_code(errno());
-    return opened_blocking(fd, false, opened);
+    return opened_blocking(fd, true, opened);
 }
 
 /// A file under a lease (held by Samba or an NFS server, say) makes an O_NONBLOCK open fail
@@ -158,14 +163,25 @@ pub fn not_regular(kind: FileKind) OpenError {
     return .{ .status = status, .os_error = if (kind == .directory) 21 else 0, .file_kind = @intFromEnum(kind) };
 }
 
-/// A failed "w+" removes the file it created, unless the path names another file by now.
+/// A failed "w+" removes the file it created, unless its name names another file by now. The
+/// name is the one the kernel holds for the descriptor (/proc/self/fd), not `path`: a "w+"
+/// through a dangling symbolic link created the link's target, which `path` does not name.
 pub fn remove_created(path: [*:0]const u8, fd: Handle) void {
+    var link_buffer: [32]u8 = undefined;
+    const link = std.fmt.bufPrintZ(&link_buffer, "/proc/self/fd/{d}", .{fd}) catch unreachable;
+    var name_buffer: [path_bytes_max + 1]u8 = undefined;
+    const length = readlink(link, &name_buffer, path_bytes_max);
+    // No /proc: the path given is the best name there is (a link's target then stays).
+    const name: [*:0]const u8 = if (length > 0 and length < path_bytes_max) name: {
+        name_buffer[@intCast(length)] = 0;
+        break :name @ptrCast(&name_buffer);
+    } else path;
     var ours: Statx = undefined;
     var named: Statx = undefined;
     if (statx(fd, "", os.at_empty_path, statx_ino, &ours) != 0) return;
-    if (statx(at_fdcwd, path, at_symlink_nofollow, statx_ino, &named) != 0) return;
+    if (statx(at_fdcwd, name, at_symlink_nofollow, statx_ino, &named) != 0) return;
     if (ours.ino != named.ino or ours.dev_major != named.dev_major or ours.dev_minor != named.dev_minor) return;
-    _ = unlink(path);
+    _ = unlink(name);
 }
 
 /// Mode w+: checks that the window can be had before anything changes, then truncates the file
