@@ -1040,12 +1040,17 @@ fn serve_read_many(channel: *channel_zig.Channel, detail: *Detail) Status {
 /// staging range is checked like any other.
 fn serve_data(channel: *channel_zig.Channel, detail: *Detail) Status {
     const header = channel.header;
-    const position: f64 = @floatFromInt(@min(header.position, 1 << 53));
-    const length: f64 = @floatFromInt(@min(header.length_bytes, 1 << 53));
-    const staging_ok = header.staging_offset <= channel.staging_bytes and
-        header.length_bytes <= channel.staging_bytes - header.staging_offset;
+    // Each field is read once: the memory is shared, and the bounds checked must be the bounds used.
+    // (Atomic loads, so that the compiler may not load them again either.)
+    const position_raw = @atomicLoad(u64, &header.position, .monotonic);
+    const length_bytes = @atomicLoad(u64, &header.length_bytes, .monotonic);
+    const staging_offset = @atomicLoad(u64, &header.staging_offset, .monotonic);
+    const position: f64 = @floatFromInt(@min(position_raw, 1 << 53));
+    const length: f64 = @floatFromInt(@min(length_bytes, 1 << 53));
+    const staging_ok = staging_offset <= channel.staging_bytes and
+        length_bytes <= channel.staging_bytes - staging_offset;
     const op = std.meta.intToEnum(channel_zig.Op, header.op) catch return .invalid_argument;
-    const staging = channel.staging + @as(usize, @intCast(@min(header.staging_offset, channel.staging_bytes)));
+    const staging = channel.staging + @as(usize, @intCast(@min(staging_offset, channel.staging_bytes)));
     const status: i32 = switch (op) {
         .read => if (!staging_ok) code(.invalid_argument) else read_for_peer(channel_zig.file_handle(header), position, staging, length, detail),
         .write => if (!staging_ok) code(.invalid_argument) else gm_write(channel_zig.file_handle(header), position, staging, length, detail),
