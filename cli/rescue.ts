@@ -23,12 +23,13 @@ import { formatBytes, UsageError } from "./units.ts";
 export const RESCUE_HELP = `Usage: guardmap rescue SOURCE DEST [options]
 
 Copies every readable byte of SOURCE to DEST through guarded copies. Unreadable ranges (to the
-page, 4 KiB) are not written (zero in a new DEST, like the rest of DEST's unwritten bytes) and
-are marked bad ("-") in the map, a GNU ddrescue mapfile.
+page, 4 KiB) are zero in DEST (written as zeros where DEST existed before) and are marked bad
+("-") in the map, a GNU ddrescue mapfile. If SOURCE is truncated during the run, everything past
+its new end that is not rescued yet is marked bad and the run stops; DEST is not written there.
 Run the same command again to retry only what is not finished: bytes already rescued are
 never read or written again. Ctrl-C saves the map and stops; the next run resumes there.
-When DEST is new (or the map exists), blocks of zeros are not written: DEST stays sparse
-where SOURCE is zero.
+When this run creates DEST, blocks of zeros are not written: DEST stays sparse where SOURCE is
+zero.
 
 Options:
   -m, --map FILE    the mapfile (default DEST.map); read if it exists, always written
@@ -156,9 +157,10 @@ async function copyChunk(state: Rescue, position: number, length: number): Promi
     writeDest(state, chunk.subarray(0, failed - position), position);
     setStatus(state.map.blocks, position, failed - position, "+");
     if (error.reason === "truncated") {
-      // Nothing past SOURCE's new end can be read: the rest is bad, and the copy stops there.
+      // Nothing past SOURCE's new end can be read: what is not rescued yet is bad, and the
+      // copy stops there.
       state.sourceEnd = failed;
-      markBad(state, failed, state.source.size - failed);
+      markTailBad(state, failed);
       return position + length;
     }
     // An I/O error costs one page.
@@ -182,6 +184,19 @@ function markBad(state: Rescue, position: number, length: number): void {
   for (let at = position; at < position + length; at += zeros.length) {
     writeDest(state, zeros.subarray(0, Math.min(zeros.length, position + length - at)), at);
   }
+}
+
+/**
+ * After SOURCE was found truncated at `end`: every block past it that is not rescued (`+`, from
+ * this run or an earlier one) becomes bad in the map. DEST is not written there: zero-filling
+ * what could be most of a disk would take long and could not be interrupted, so in a DEST that
+ * existed those bytes keep what they held, and the map says they are bad.
+ */
+function markTailBad(state: Rescue, end: number): void {
+  const pieces = state.map.blocks
+    .filter((block) => block.status !== "+" && block.pos + block.size > end)
+    .map((block) => [Math.max(block.pos, end), block.pos + block.size]);
+  for (const [from, to] of pieces) setStatus(state.map.blocks, from, to - from, "-");
 }
 
 /** Copies `[start, end)`; stops early (returning false) when interrupted. */

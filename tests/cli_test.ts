@@ -486,3 +486,51 @@ Deno.test({
     assert.match(refused.stderr, /holds 65536 bytes, SOURCE needs 262144/);
   },
 });
+
+fuseTest(
+  "cli rescue: SOURCE truncated during a resumed rescue keeps what earlier runs rescued",
+  async () => {
+    await using fs = await mountFaultFs({ maxReadahead: PAGE });
+    using dir = scratch();
+    const MiB = 2 ** 20;
+    const bytes = pattern(0, 2 * MiB);
+    Deno.writeFileSync(fs.backing("data.bin"), bytes);
+    // An earlier run rescued the second MiB into DEST; the first is still to do.
+    const dest = dir.path("rescued.bin");
+    const old = new Uint8Array(2 * MiB).fill(0xee);
+    old.set(bytes.subarray(MiB), MiB);
+    Deno.writeFileSync(dest, old);
+    const mapPath = dir.path("rescued.map");
+    Deno.writeTextFileSync(
+      mapPath,
+      ["# current_pos  current_status", "0x0 ?", "0x0 0x100000 ?", "0x100000 0x100000 +", ""]
+        .join("\n"),
+    );
+    await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", MAIN, "rescue", fs.path("data.bin"), dest, "--map", mapPath],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const deadline = Date.now() + 30_000;
+    while ((await fs.status()).operations.read < 20) {
+      assert.ok(Date.now() < deadline, "the rescue did not start reading within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const kept = MiB / 2;
+    Deno.truncateSync(fs.backing("data.bin"), kept);
+    await fs.invalidate("data.bin");
+    const output = await child.output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 1, stderr);
+    assert.deepEqual(blocksOf(Deno.readTextFileSync(mapPath)), [
+      [0, kept, "+"],
+      [kept, MiB - kept, "-"],
+      [MiB, MiB, "+"],
+    ]);
+    const after = Deno.readFileSync(dest);
+    assertBytes(after.subarray(0, kept), bytes.subarray(0, kept), "rescued before the end");
+    assertBytes(after.subarray(MiB), bytes.subarray(MiB), "the MiB an earlier run rescued");
+  },
+);
