@@ -284,11 +284,21 @@ function openFile(
   attempts: string[],
 ): Deno.DynamicLibrary<typeof symbols> | undefined {
   try {
-    const label = file.loadPath === file.path ? file.path : `${file.path} (${file.loadPath})`;
-    return tryOpen(file.loadPath, attempts, label);
+    // An --allow-ffi scoped to the library's own file (or its directory) does not cover
+    // /proc/self/fd/N: load it by its path then, as before the descriptor was used (the short
+    // window between the check and the load is open again; the README says so).
+    const byPath = file.loadPath !== file.path && !ffiGranted(file.loadPath) &&
+      ffiGranted(file.path);
+    const loadPath = byPath ? file.path : file.loadPath;
+    const label = loadPath === file.path ? file.path : `${file.path} (${loadPath})`;
+    return tryOpen(loadPath, attempts, label);
   } finally {
     file.close();
   }
+}
+
+function ffiGranted(path: string): boolean {
+  return Deno.permissions.querySync({ name: "ffi", path }).state === "granted";
 }
 
 function libraryFileName(): string {

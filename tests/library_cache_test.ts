@@ -474,8 +474,8 @@ function libcPath(): string {
 }
 
 Deno.test({
-  name: "library cache: a scoped --allow-ffi needs /proc/self/fd (and libc's path for a " +
-    "memory file), as the README says",
+  name: "library cache: a scoped --allow-ffi: /proc/self/fd or the cache's own path (and " +
+    "libc's path for a memory file), as the README says",
   ignore: !linux,
   async fn() {
     const setup = setUp();
@@ -485,10 +485,14 @@ Deno.test({
     assertLoaded(cached, "--allow-ffi=/proc/self/fd");
     assert.equal(cached.report.info.source, "cache");
     assert.equal(cached.report.info.path, setup.cachedPath);
-    // The cache's directory alone is not enough: the verified descriptor is what is loaded.
+    // A grant of the cache's directory alone loads the verified file by its path.
     const cacheOnly = await probe(setup, { flags: [`--allow-ffi=${setup.cacheDir}`, ...rest] });
-    assert.notEqual(cacheOnly.code, 0);
-    assert.match(cacheOnly.stderr, /Requires ffi access to "\/proc\/self\/fd\/\d+"/);
+    assertLoaded(cacheOnly, `--allow-ffi=${setup.cacheDir}`);
+    assert.equal(cacheOnly.report.info.source, "cache");
+    // Neither: the error names the descriptor's path to grant.
+    const neither = await probe(setup, { flags: ["--allow-ffi=/nonexistent", ...rest] });
+    assert.notEqual(neither.code, 0);
+    assert.match(neither.stderr, /Requires ffi access to "\/proc\/self\/fd\/\d+"/);
 
     // No cache (no --allow-env to find it): a memory file, made through libc.
     const noEnv = ["--allow-read", "--allow-write"];
