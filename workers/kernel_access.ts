@@ -30,8 +30,12 @@ export class KernelAccess {
   readonly #imports: string[] = [];
   readonly #fixed: string[];
   readonly #ownHosts: string[];
-  /** The module graph of each kernel URL, as `deno info` listed it (successful listings only). */
-  readonly #graphs = new Map<string, Denied[]>();
+  /**
+   * The module graph of each kernel URL, as `deno info` lists it: one listing per URL, shared by
+   * concurrent runs; undefined when it could not be listed (kept, so a `deno info` that hangs
+   * or fails is not run again, and waited for, on every call).
+   */
+  readonly #graphs = new Map<string, Promise<Denied[] | undefined>>();
 
   /**
    * `fixed`: the directories and files every worker may read anyway. `ownHosts`: the hosts the
@@ -77,9 +81,16 @@ export class KernelAccess {
     }
   }
 
-  async #graphOf(url: string): Promise<Denied[] | undefined> {
-    const known = this.#graphs.get(url);
-    if (known !== undefined) return known;
+  #graphOf(url: string): Promise<Denied[] | undefined> {
+    let graph = this.#graphs.get(url);
+    if (graph === undefined) {
+      graph = this.#listGraph(url);
+      this.#graphs.set(url, graph);
+    }
+    return graph;
+  }
+
+  async #listGraph(url: string): Promise<Denied[] | undefined> {
     // A remote kernel this process may not import itself gets nothing: no listing either.
     const root = this.neededFor(url);
     if (root?.name === "import") {
@@ -87,7 +98,6 @@ export class KernelAccess {
         return undefined;
       }
     }
-    let graph: Denied[];
     try {
       const output = await new Deno.Command(Deno.execPath(), {
         // --no-lock: listing the graph must not write remote modules into the user's deno.lock.
@@ -99,13 +109,11 @@ export class KernelAccess {
         signal: AbortSignal.timeout(GRAPH_TIMEOUT_MS),
       }).output();
       if (!output.success) return undefined;
-      graph = graphResources(JSON.parse(new TextDecoder().decode(output.stdout)));
+      return graphResources(JSON.parse(new TextDecoder().decode(output.stdout)));
     } catch {
       // No --allow-run for Deno, too slow, or output not understood: the kernel module alone.
       return undefined;
     }
-    this.#graphs.set(url, graph);
-    return graph;
   }
 
   /**
