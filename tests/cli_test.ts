@@ -36,6 +36,29 @@ async function cli(...args: string[]): Promise<Run> {
   };
 }
 
+/**
+ * Starts `guardmap rescue` of faultfs's data.bin into `dest` in a new process and returns it once
+ * the copy is under way: 20 reads reached the daemon (bounded at 30 s).
+ */
+async function rescueUnderway(
+  fs: FaultFs,
+  dest: string,
+  mapPath: string,
+): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", MAIN, "rescue", fs.path("data.bin"), dest, "--map", mapPath],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const deadline = Date.now() + 30_000;
+  while ((await fs.status()).operations.read < 20) {
+    assert.ok(Date.now() < deadline, "the rescue did not start reading within 30 s");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return child;
+}
+
 /** The `pos size status` lines of a mapfile, as [pos, size, status]. */
 function blocksOf(mapfile: string): Array<[number, number, string]> {
   const lines = mapfile.split("\n").filter((line) => line !== "" && !line.startsWith("#"));
@@ -163,18 +186,8 @@ fuseTest("cli rescue: SIGINT saves the map and exits 130; the next run resumes",
   await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
   const dest = dir.path("rescued.bin");
   const mapPath = dir.path("rescued.map");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "rescue", fs.path("data.bin"), dest, "--map", mapPath],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  // Interrupt once the copy is under way (reads reach the daemon), not during start-up.
-  const deadline = Date.now() + 30_000;
-  while ((await fs.status()).operations.read < 20) {
-    assert.ok(Date.now() < deadline, "the rescue did not start reading within 30 s");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  // Act once the copy is under way (reads reach the daemon), not during start-up.
+  const child = await rescueUnderway(fs, dest, mapPath);
   child.kill("SIGINT");
   const output = await child.output();
   const stderr = decoder.decode(output.stderr);
@@ -411,17 +424,8 @@ fuseTest(
     await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
     const dest = dir.path("rescued.bin");
     const mapPath = dir.path("rescued.map");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", MAIN, "rescue", fs.path("data.bin"), dest, "--map", mapPath],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const deadline = Date.now() + 30_000;
-    while ((await fs.status()).operations.read < 20) {
-      assert.ok(Date.now() < deadline, "the rescue did not start reading within 30 s");
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    // Act once the copy is under way (reads reach the daemon), not during start-up.
+    const child = await rescueUnderway(fs, dest, mapPath);
     const kept = 2 ** 20 + 3 * PAGE;
     Deno.truncateSync(fs.backing("data.bin"), kept);
     await fs.invalidate("data.bin");
@@ -507,17 +511,8 @@ fuseTest(
         .join("\n"),
     );
     await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", MAIN, "rescue", fs.path("data.bin"), dest, "--map", mapPath],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const deadline = Date.now() + 30_000;
-    while ((await fs.status()).operations.read < 20) {
-      assert.ok(Date.now() < deadline, "the rescue did not start reading within 30 s");
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    // Act once the copy is under way (reads reach the daemon), not during start-up.
+    const child = await rescueUnderway(fs, dest, mapPath);
     const kept = MiB / 2;
     Deno.truncateSync(fs.backing("data.bin"), kept);
     await fs.invalidate("data.bin");
