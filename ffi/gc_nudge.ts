@@ -46,8 +46,14 @@ export function noteOpen(opened: boolean): void {
   interval = finalizedSinceNudge > 0 ? INTERVAL_MIN : Math.min(interval * 2, INTERVAL_MAX);
   opensUntilNudge = interval;
   finalizedSinceNudge = 0;
-  // Allocated and dropped at once: only its accounting matters.
-  new ArrayBuffer(NUDGE_BYTES);
+  // Allocated and dropped at once: only its accounting matters. Where memory is short (strict
+  // overcommit, a container limit) the allocation may fail: the nudge is skipped then, never
+  // thrown into the open that called it (its map is already open).
+  try {
+    new ArrayBuffer(NUDGE_BYTES);
+  } catch {
+    // Nothing to undo.
+  }
 }
 
 /**
