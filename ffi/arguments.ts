@@ -9,6 +9,34 @@
  *
  * @module
  */
+import type { Advice } from "./mapped_file.ts";
+
+/** The library's numbers for each advice (zig/src/status.zig `Advice`). */
+const ADVICE: Record<Advice, number> = {
+  normal: 0,
+  sequential: 1,
+  random: 2,
+  willneed: 3,
+  dontneed: 4,
+};
+
+/**
+ * The library's number for `advice`, or a `TypeError` naming the argument.
+ *
+ * @example
+ * ```ts
+ * import { adviceNumber } from "./arguments.ts";
+ * console.log(adviceNumber("willneed")); // 3
+ * ```
+ */
+export function adviceNumber(advice: unknown): number {
+  if (typeof advice !== "string" || !Object.hasOwn(ADVICE, advice)) {
+    throw new TypeError(
+      `advise: advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${describe(advice)}`,
+    );
+  }
+  return ADVICE[advice as Advice];
+}
 
 /**
  * A value as an error message shows it: its type and, when short, the value.

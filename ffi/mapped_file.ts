@@ -10,8 +10,8 @@ import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } fr
 import { callError } from "./call_error.ts";
 import { asBytes, checkPosition } from "./bytes.ts";
 import {
+  adviceNumber,
   checkCount,
-  describe,
   elementSize,
   elementTypeSize,
   prefaultRange,
@@ -120,13 +120,6 @@ export interface ElementArrayConstructor<T extends ElementArray> {
   readonly BYTES_PER_ELEMENT: number;
 }
 
-const ADVICE: Record<Advice, number> = {
-  normal: 0,
-  sequential: 1,
-  random: 2,
-  willneed: 3,
-  dontneed: 4,
-};
 const OPEN_FLAG_LENGTH_GIVEN = 1;
 const OPEN_FLAG_SALVAGE = 4;
 const OPEN_FLAG_WRITES_TO_FILE = 8;
@@ -469,14 +462,10 @@ export class MappedFile implements Disposable {
    * ```
    */
   advise(advice: Advice, range: WindowRange = {}): void {
-    if (typeof advice !== "string" || !Object.hasOwn(ADVICE, advice)) {
-      throw new TypeError(
-        `advise: advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${describe(advice)}`,
-      );
-    }
+    const adviceValue = adviceNumber(advice);
     const [position, length] = windowRange("advise", range, this.byteLength);
     this.#checkOpen("advise");
-    const status = native().gm_advise(this.#handle, position, length, ADVICE[advice], detail);
+    const status = native().gm_advise(this.#handle, position, length, adviceValue, detail);
     if (status !== Status.ok) {
       throw this.#copyError(status, "advise", position, length);
     }

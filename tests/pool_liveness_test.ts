@@ -328,9 +328,16 @@ Deno.test("pool arguments: wrong option and range types are errors that name the
   const file = await pool.open(path);
   await assert.rejects(
     () => file.flush({ position: "0" as never }),
-    (error: unknown) => error instanceof TypeError && /flush: position/.test(error.message),
+    (error: unknown) =>
+      error instanceof TypeError && /flush: range\.position must be a number/.test(error.message),
   );
-  await assert.rejects(() => file.prefault("x" as never), /prefault: range must be an object/);
+  // The same checks, and words, as MappedFile's (ffi/arguments.ts).
+  await assert.rejects(() => file.prefault("x" as never), /prefault: options must be an object/);
+  await assert.rejects(
+    () => file.prefault({ write: "yes" as never }),
+    /prefault: options\.write must be true or false/,
+  );
+  await assert.rejects(() => file.advise(3 as never), /advise: advice must be one of/);
   await file.flush({ position: 0, length: 4096 });
 });
 

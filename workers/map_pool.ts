@@ -15,6 +15,7 @@ import { callError } from "../ffi/call_error.ts";
 import { hostOf, KernelAccess } from "./kernel_access.ts";
 import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
 import { asBytes, checkPosition } from "../ffi/bytes.ts";
+import { adviceNumber, prefaultRange, windowRange } from "../ffi/arguments.ts";
 import { MODES, openError, type ResolvedOpen, resolveOpen } from "../ffi/open_options.ts";
 import type {
   Advice,
@@ -118,13 +119,6 @@ const DEFAULT_STAGING_BYTES = 4 * 1024 * 1024;
 /** The time limit passed to the library for "no limit" (about 285 years). */
 const NO_TIMEOUT_MS = 2 ** 53;
 const STDERR_TAIL_BYTES = 4096;
-const ADVICE: Record<Advice, number> = {
-  normal: 0,
-  sequential: 1,
-  random: 2,
-  willneed: 3,
-  dontneed: 4,
-};
 
 /**
  * A pool of supervised worker processes that hold file mappings for this process.
@@ -1029,25 +1023,24 @@ class PoolFileImpl implements PoolFile {
 
   async flush(range: WindowRange = {}): Promise<void> {
     this.#usable("flush");
-    await this.#pool.request(this, "flush", this.#range(range, "flush"), 0);
+    await this.#pool.request(this, "flush", windowRange("flush", range, this.byteLength), 0);
   }
 
   async prefault(options: PrefaultOptions = {}): Promise<void> {
     this.#usable("prefault");
-    await this.#pool.request(
-      this,
-      "prefault",
-      this.#range(options, "prefault"),
-      options.write ? 1 : 0,
-    );
+    const [position, length, write] = prefaultRange(options, this.byteLength);
+    await this.#pool.request(this, "prefault", [position, length], write);
   }
 
   async advise(advice: Advice, range: WindowRange = {}): Promise<void> {
     this.#usable("advise");
-    if (!Object.hasOwn(ADVICE, advice)) {
-      throw new TypeError(`advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${advice}`);
-    }
-    await this.#pool.request(this, "advise", this.#range(range, "advise"), ADVICE[advice]);
+    const adviceValue = adviceNumber(advice);
+    await this.#pool.request(
+      this,
+      "advise",
+      windowRange("advise", range, this.byteLength),
+      adviceValue,
+    );
   }
 
   async run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T> {
@@ -1064,20 +1057,6 @@ class PoolFileImpl implements PoolFile {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-
-  #range(range: WindowRange, operation: string): [number, number] {
-    objectOrUndefined(range, `${operation}: range`);
-    for (const name of ["position", "length"] as const) {
-      const value = range[name];
-      if (value !== undefined && typeof value !== "number") {
-        throw new TypeError(
-          `${operation}: ${name} must be a number of bytes, got ${describe(value)}`,
-        );
-      }
-    }
-    const position = range.position ?? 0;
-    return [position, range.length ?? this.byteLength - position];
   }
 }
 
