@@ -402,3 +402,19 @@ Deno.test("pool: the host's own permissions are checked before a worker maps any
   );
   assert.equal(result.stdout.trim(), "NotCapable", result.stderr);
 });
+
+Deno.test("pool: close after a kernel gave its view's buffer away releases the map, the worker lives", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 65_536);
+  await using pool = new MapPool({ workers: 1 });
+  const file = await pool.open(path);
+  assert.equal(await file.run(KERNELS, "giveAway"), 65_536);
+  await file.close();
+  assert.equal(pool.restarts, 0, "the worker did not crash on close");
+  const again = await pool.open(path);
+  const bytes = new Uint8Array(100);
+  await again.read(bytes, 0);
+  assertBytes(bytes, pattern(0, 100));
+  assert.equal(pool.restarts, 0);
+});

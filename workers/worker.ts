@@ -94,9 +94,13 @@ function open(): void {
 function close(): void {
   // The map handle: bits 0-31 at byte 44, bits 32-52 at byte 60 (channel.zig).
   const handle = header.getUint32(44, true) + header.getUint32(60, true) * 2 ** 32;
-  // Detach first, so no kernel's leftover view can reach the unmapped pages.
-  views.get(handle)?.transfer(0);
+  const view = views.get(handle);
   views.delete(handle);
+  // A view a kernel transferred away (postMessage, transfer()) cannot be detached from here: its
+  // range is left mapped to zeros (gm_release), as MappedFile.close does, so it cannot crash.
+  if (view?.detached) return reply(lib.gm_release(handle));
+  // Otherwise detach first, so no kernel's leftover view can reach the unmapped pages.
+  view?.transfer(0);
   reply(lib.gm_close(handle));
 }
 

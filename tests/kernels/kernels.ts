@@ -42,3 +42,9 @@ export async function sleep(_view: Uint8Array, milliseconds: number): Promise<nu
   await new Promise((resolve) => setTimeout(resolve, milliseconds));
   return milliseconds;
 }
+
+/** Transfers the view's buffer away (as a kernel that posts it elsewhere would): it detaches. */
+export function giveAway(view: Uint8Array): number {
+  const moved = structuredClone(view.buffer, { transfer: [view.buffer] });
+  return moved.byteLength;
+}
