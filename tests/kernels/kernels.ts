@@ -45,6 +45,7 @@ export async function sleep(_view: Uint8Array, milliseconds: number): Promise<nu
 
 /** Transfers the view's buffer away (as a kernel that posts it elsewhere would): it detaches. */
 export function giveAway(view: Uint8Array): number {
-  const moved = structuredClone(view.buffer, { transfer: [view.buffer] });
+  const buffer = view.buffer as ArrayBuffer; // a worker's view is never shared memory
+  const moved = structuredClone(buffer, { transfer: [buffer] });
   return moved.byteLength;
 }
