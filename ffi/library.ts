@@ -31,85 +31,9 @@ import {
   type VerifiedFile,
 } from "./library_cache.ts";
 import { memoryFile } from "./library_memory_file.ts";
+import { ABI_VERSION, type Native, SYMBOLS as symbols } from "./abi.ts";
 
-/** The ABI version this module speaks; `zig/src/root.zig` exports the library's own. */
-export const ABI_VERSION = 3;
-
-const symbols = {
-  gm_abi_version: { parameters: [], result: "u32" },
-  gm_init: { parameters: [], result: "i32" },
-  gm_guard_disposition: { parameters: [], result: "i32" },
-  gm_page_size: { parameters: [], result: "u32" },
-  gm_granularity: { parameters: [], result: "u32" },
-  gm_open: {
-    parameters: ["buffer", "usize", "u32", "u64", "u64", "u32", "buffer"],
-    result: "i32",
-  },
-  gm_close: { parameters: ["f64"], result: "i32" },
-  gm_release: { parameters: ["f64"], result: "i32" },
-  gm_reap: { parameters: [], result: "u32" },
-  gm_address: { parameters: ["f64"], result: "pointer" },
-  gm_file_size: { parameters: ["f64", "buffer"], result: "i32" },
-  gm_read: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
-  gm_read_many: {
-    parameters: ["f64", "buffer", "f64", "f64", "buffer", "f64", "buffer"],
-    result: "i32",
-  },
-  gm_write: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
-  gm_flush: { parameters: ["f64", "f64", "f64", "buffer"], result: "i32" },
-  gm_advise: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
-  gm_prefault: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
-  gm_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
-  gm_salvage_faults: { parameters: ["f64", "buffer"], result: "i32" },
-  // MapPool channels (workers/).
-  gm_channel_create: { parameters: ["f64", "buffer"], result: "i32" },
-  gm_channel_attach: { parameters: ["buffer", "usize", "buffer"], result: "i32" },
-  gm_channel_close: { parameters: ["f64"], result: "i32" },
-  gm_channel_address: { parameters: ["f64"], result: "pointer" },
-  gm_channel_watch: { parameters: ["f64", "i32"], result: "i32" },
-  gm_channel_post: {
-    parameters: ["f64", "u32", "f64", "f64", "f64", "f64", "u32"],
-    result: "i32",
-  },
-  // On Deno's blocking thread pool: the host's event loop keeps running while a worker runs a
-  // kernel or opens a file.
-  gm_channel_wait_async: {
-    name: "gm_channel_wait",
-    parameters: ["f64", "f64", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
-  // The pool's data calls wait at most their budget (the last f64 before the detail) on the
-  // calling thread, then return `pending`; gm_pool_resume_async waits for the rest off it.
-  gm_channel_call: {
-    parameters: ["f64", "u32", "f64", "f64", "f64", "u32", "f64", "f64", "buffer"],
-    result: "i32",
-  },
-  gm_pool_read: {
-    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
-    result: "i32",
-  },
-  gm_pool_write: {
-    parameters: ["f64", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
-    result: "i32",
-  },
-  gm_pool_read_many: {
-    parameters: ["f64", "f64", "buffer", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
-    result: "i32",
-  },
-  gm_pool_resume_async: {
-    name: "gm_pool_resume",
-    parameters: ["f64", "buffer", "f64", "buffer", "f64", "f64", "buffer"],
-    result: "i32",
-    nonblocking: true,
-  },
-  gm_channel_serve: { parameters: ["f64", "i32"], result: "i32" },
-  gm_channel_reply: { parameters: ["f64", "i32", "f64"], result: "i32" },
-  gm_worker_bind_to_parent: { parameters: [], result: "i32" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-/** The loaded library's functions, as `Deno.dlopen` types them. */
-export type Native = Deno.DynamicLibrary<typeof symbols>["symbols"];
+export type { Native } from "./abi.ts";
 
 /** Where the loaded library came from and, for the prebuilt one, what the load found. */
 export interface LibraryInfo {

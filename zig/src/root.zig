@@ -37,7 +37,7 @@ pub const os = switch (builtin.os.tag) {
 };
 
 /// Bumped whenever a signature or a struct layout of this file changes.
-pub const abi_version: u32 = 3;
+pub const abi_version: u32 = 4;
 /// Paths arrive as UTF-8 without a terminator; they are copied into a buffer of this size.
 const path_length_max = 4096;
 /// gm_open flag: `length` is given (otherwise the window runs to the end of the file).
