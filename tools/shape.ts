@@ -161,13 +161,19 @@ async function importLoops(): Promise<Finding[]> {
     }).output();
     if (!output.success) throw new Error(`deno info ${entry} failed`);
     const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-      modules: { specifier: string; dependencies?: { code?: { specifier: string } }[] }[];
+      modules: {
+        specifier: string;
+        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
+      }[];
     };
     const edges = new Map<string, string[]>();
     for (const module of graph.modules) {
       if (!module.specifier.startsWith("file:")) continue;
-      const targets = (module.dependencies ?? []).map((dependency) => dependency.code?.specifier)
-        .filter((target): target is string => target?.startsWith("file:") === true);
+      // Type-only imports count too: a loop of types is still a loop to read.
+      const targets = (module.dependencies ?? []).flatMap((dependency) => [
+        dependency.code?.specifier,
+        dependency.type?.specifier,
+      ]).filter((target): target is string => target?.startsWith("file:") === true);
       edges.set(module.specifier, targets);
     }
     for (const loop of cycles(edges)) {
