@@ -14,6 +14,7 @@
 import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { openFailure } from "../ffi/open_options.ts";
+import { CHANNEL_HEADER } from "../ffi/abi.ts";
 import {
   HEADER,
   HEADER_BYTES,
@@ -92,8 +93,9 @@ function open(): void {
 }
 
 function close(): void {
-  // The map handle: bits 0-31 at byte 44, bits 32-52 at byte 60 (channel.zig).
-  const handle = header.getUint32(44, true) + header.getUint32(60, true) * 2 ** 32;
+  // The map handle: bits 0-31 in `handle`, bits 32-52 in `handleHigh` (channel.zig).
+  const handle = header.getUint32(CHANNEL_HEADER.handle, true) +
+    header.getUint32(CHANNEL_HEADER.handleHigh, true) * 2 ** 32;
   const view = views.get(handle);
   views.delete(handle);
   // A view a kernel transferred away (postMessage, transfer()) cannot be detached from here: its
