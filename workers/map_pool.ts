@@ -13,6 +13,8 @@ import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
 import { hostOf, KernelAccess } from "./kernel_access.ts";
+import { type ChannelEnd, closeChannel, createChannel, resultBytes } from "./channel.ts";
+import { CHANNEL_OP, DETAIL } from "../ffi/abi.ts";
 import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
 import { asBytes, checkPosition } from "../ffi/bytes.ts";
 import { adviceNumber, prefaultRange, windowRange } from "../ffi/arguments.ts";
@@ -26,8 +28,6 @@ import type {
 } from "../ffi/mapped_file.ts";
 import {
   type FailureAnswer,
-  HEADER,
-  HEADER_BYTES,
   Op,
   type OpenAnswer,
   type OpenRequest,
@@ -487,10 +487,10 @@ class PoolCore {
     argument: number,
   ): Promise<void> {
     const op = operation === "flush"
-      ? Op.flush
+      ? CHANNEL_OP.flush
       : operation === "prefault"
-      ? Op.prefault
-      : Op.advise;
+      ? CHANNEL_OP.prefault
+      : CHANNEL_OP.advise;
     return this.#exclusive(file.worker, operation, file.path, async () => {
       const worker = file.worker;
       const [position, length] = range;
@@ -672,20 +672,9 @@ class PoolCore {
     // The previous process's channel (mapping and pidfd) goes before a new one is made.
     await this.#reap(worker);
     worker.generation++;
-    const out = new Uint8Array(32);
-    const created = lib.gm_channel_create(this.#options.stagingBytes, out);
-    if (created !== Status.ok) {
-      throw new GuardmapError(
-        `cannot create the shared memory of worker ${worker.index} (status ${created}, ` +
-          `errno ${new DataView(out.buffer).getInt32(24, true)})`,
-        { code: "CHANNEL", status: created },
-      );
-    }
-    const result = new DataView(out.buffer);
-    worker.attachChannel(result.getFloat64(0, true), this.#options.stagingBytes);
-    // The memory file has no name, so nothing is left behind whenever this process dies: the
-    // worker opens it through this process's descriptor table.
-    const channelPath = `/proc/${Deno.pid}/fd/${Number(result.getBigUint64(16, true))}`;
+    const created = createChannel(this.#options.stagingBytes, `worker ${worker.index}`);
+    worker.attachChannel(created.end);
+    const channelPath = created.path;
     try {
       worker.spawn(this.#workerArgs(worker, channelPath));
       if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {
@@ -841,8 +830,8 @@ class PoolWorker {
   generation = 0;
   channel = 0;
   staging: Uint8Array = new Uint8Array(0);
-  #header: DataView = new DataView(new ArrayBuffer(HEADER_BYTES));
-  detail: Uint8Array = new Uint8Array(32);
+  #header: DataView = new DataView(new ArrayBuffer(0));
+  detail: Uint8Array = new Uint8Array(DETAIL.sizeBytes);
   detailView: DataView = new DataView(this.detail.buffer);
   files: Set<PoolFileImpl> = new Set();
   queue: Promise<unknown> = Promise.resolve();
@@ -862,19 +851,14 @@ class PoolWorker {
     return this.life?.alive ?? false;
   }
 
-  attachChannel(channel: number, stagingBytes: number): void {
-    const lib = native();
-    this.channel = channel;
-    const region = Deno.UnsafePointerView.getArrayBuffer(
-      lib.gm_channel_address(channel)!,
-      HEADER_BYTES + stagingBytes,
-    );
-    this.#header = new DataView(region, 0, HEADER_BYTES);
-    this.staging = new Uint8Array(region, HEADER_BYTES, stagingBytes);
+  attachChannel(end: ChannelEnd): void {
+    this.channel = end.channel;
+    this.#header = end.header;
+    this.staging = end.staging;
   }
 
   resultBytes(): number {
-    return Number(this.#header.getBigUint64(HEADER.resultBytes, true));
+    return resultBytes(this.#header);
   }
 
   spawn(args: string[]): void {
@@ -883,14 +867,7 @@ class PoolWorker {
 
   async closeChannel(): Promise<void> {
     if (this.channel === 0) return;
-    const lib = native();
-    // A wait on Deno's blocking pool may still hold the channel for up to 5 ms after the worker
-    // died: retry a bounded number of times.
-    for (let attempt = 0; attempt < 100; attempt++) {
-      const status = lib.gm_channel_close(this.channel);
-      if (status !== Status.busy) break;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await closeChannel(this.channel);
     this.channel = 0;
     this.staging = new Uint8Array(0);
   }
