@@ -9,12 +9,13 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 
 export type { MapPoolOptions } from "./pool_options.ts";
-import { native, workerLibrary } from "../ffi/library.ts";
+import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, WorkerCrashedError } from "../ffi/errors.ts";
 import { batchError, checkReadMany, splitBatchCount } from "../ffi/read_many.ts";
 import { callError } from "../ffi/call_error.ts";
 import { hostOf, KernelAccess } from "./kernel_access.ts";
+import { Life, within, workerArgs } from "./worker_process.ts";
 import { type ChannelEnd, closeChannel, createChannel, resultBytes } from "./channel.ts";
 import { CHANNEL_OP, DETAIL } from "../ffi/abi.ts";
 import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US, yieldIfDue } from "./call_wait.ts";
@@ -85,8 +86,6 @@ export interface PoolFile extends AsyncDisposable {
   /** Unmaps the file in its worker. Idempotent. */
   close(): Promise<void>;
 }
-
-const STDERR_TAIL_BYTES = 4096;
 
 /**
  * A pool of supervised worker processes that hold file mappings for this process.
@@ -607,7 +606,8 @@ class PoolCore {
     worker.attachChannel(created.end);
     const channelPath = created.path;
     try {
-      worker.spawn(this.#workerArgs(worker, channelPath));
+      worker.accessVersion = this.#access.version;
+      worker.spawn(workerArgs(this.#options, this.#access, channelPath));
       if (lib.gm_channel_watch(worker.channel, worker.life!.pid) !== Status.ok) {
         throw new Error(`worker process ${worker.life!.pid} exited at once`);
       }
@@ -634,38 +634,6 @@ class PoolCore {
     const life = worker.life!;
     life.alive = true;
     life.exited.then(() => this.#onExit(worker, life));
-  }
-
-  #workerArgs(worker: PoolWorker, channelPath: string): string[] {
-    const entry = new URL("./worker.ts", import.meta.url);
-    const root = new URL("..", import.meta.url);
-    const read = [
-      ...(root.protocol === "file:" ? [fileURLToPath(root)] : []),
-      // The cached library, which the worker verifies before loading it.
-      ...workerLibrary().read,
-      ...this.#options.read,
-      ...this.#access.reads,
-    ];
-    worker.accessVersion = this.#access.version;
-    const args = [
-      "run",
-      "--quiet",
-      "--no-prompt",
-      // The lock file Deno would find is guardmap's own (next to worker.ts) or the current
-      // directory's: importing a kernel must not write its modules into either.
-      "--no-lock",
-      "--allow-ffi",
-      `--allow-env=GUARDMAP_LIB,GUARDMAP_LIB_SHA256`,
-    ];
-    if (read.length > 0) args.push(`--allow-read=${read.join(",")}`);
-    if (this.#options.write.length > 0) args.push(`--allow-write=${this.#options.write.join(",")}`);
-    args.push(...this.#access.importFlags());
-    args.push(
-      entry.protocol === "file:" ? fileURLToPath(entry) : entry.href,
-      channelPath,
-      `${Deno.pid}`,
-    );
-    return args;
   }
 
   /** Re-opens the files a restarted worker had, with the same path, mode and window. */
@@ -804,62 +772,6 @@ class PoolWorker {
   }
 }
 
-/** One worker process, from spawn to exit. */
-class Life {
-  readonly pid: number;
-  readonly exited: Promise<Deno.CommandStatus>;
-  alive = false;
-  inCall = false;
-  completedCalls = 0;
-  stderrTail = "";
-  #child: Deno.ChildProcess;
-  #status: Deno.CommandStatus | undefined;
-  #pump: Promise<void>;
-
-  constructor(args: string[]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args,
-      // NO_COLOR: the stderr tail goes into error messages, without escape codes.
-      // The host's library, verified and loaded as it is (./ffi/library.ts: workerLibrary).
-      env: { ...workerLibrary().env, NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.#child = child;
-    this.pid = child.pid;
-    this.#pump = this.#collectStderr(child.stderr);
-    this.exited = child.status.then((status) => {
-      this.#status = status;
-      return status;
-    });
-  }
-
-  async #collectStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) {
-      this.stderrTail = (this.stderrTail + decoder.decode(chunk, { stream: true }))
-        .slice(-STDERR_TAIL_BYTES);
-    }
-  }
-
-  kill(): void {
-    if (this.#status !== undefined) return;
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // It exited between the check and the kill.
-    }
-  }
-
-  /** The exit status, once the process has exited and its stderr is read; undefined if late. */
-  async exitedWithin(milliseconds: number): Promise<Deno.CommandStatus | undefined> {
-    const status = await within(this.exited, milliseconds);
-    if (status !== undefined) await within(this.#pump, milliseconds);
-    return status;
-  }
-}
-
 /** The PoolFile handed to users. */
 class PoolFileImpl implements PoolFile {
   readonly path: string;
@@ -978,19 +890,6 @@ function poolFailed(worker: PoolWorker, backoffMaxMs: number, more: string): Gua
   );
 }
 
-/** Resolves with `promise`'s value, or with undefined after `milliseconds`. */
-async function within<T>(promise: Promise<T>, milliseconds: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), milliseconds);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function moduleUrl(module: string | URL): string {
   if (module instanceof URL) return module.href;
   try {
@@ -998,15 +897,4 @@ function moduleUrl(module: string | URL): string {
   } catch {
     return pathToFileURL(resolve(module)).href;
   }
-}
-
-/**
- * Never called. The pool starts ./worker.ts as a separate process by URL (`#workerArgs`), which
- * puts it in no module graph: this literal import does, so `deno cache` and `deno compile` of a
- * program that uses MapPool include the worker's modules, and an offline (`--cached-only`)
- * program can start workers. Calling it would run a worker's top-level code in this process.
- */
-// deno-lint-ignore no-unused-vars
-function workerModuleInGraph(): Promise<unknown> {
-  return import("./worker.ts");
 }
