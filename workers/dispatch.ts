@@ -105,7 +105,7 @@ export class PoolCalls {
         staged.byteLength,
         this.#supervisor.settings.callTimeoutMs,
         // Each range also moves its 8-byte position through staging.
-        budgetFor(count * (8 + length)),
+        budgetFor(count * (Float64Array.BYTES_PER_ELEMENT + length)),
         worker.detail,
       );
       const finished = this.#finish(worker, first, staged, positions);

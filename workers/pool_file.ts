@@ -13,7 +13,7 @@ import { adviceNumber, prefaultRange, windowRange } from "../ffi/arguments.ts";
 import type { ResolvedOpen } from "../ffi/open_options.ts";
 import type { Advice, MapMode, PrefaultOptions, WindowRange } from "../ffi/mapped_file.ts";
 import type { PoolCalls } from "./dispatch.ts";
-import type { PoolFileRecord, PoolWorker } from "./pool_worker.ts";
+import { PoolFileRecord, type PoolWorker } from "./pool_worker.ts";
 import type { OpenAnswer } from "./protocol.ts";
 
 /** A file mapped in a `MapPool` worker. Same window rules as `MappedFile`. */
@@ -72,41 +72,19 @@ export interface PoolFile extends AsyncDisposable {
  * const file = new PoolFileImpl(calls, worker, resolveOpen(path, {}), answer);
  * ```
  */
-export class PoolFileImpl implements PoolFile, PoolFileRecord {
-  readonly path: string;
-  readonly mode: MapMode;
-  readonly offset: number;
-  readonly byteLength: number;
-  readonly resolved: ResolvedOpen;
-  readonly worker: PoolWorker;
-  handle: number;
+export class PoolFileImpl extends PoolFileRecord implements PoolFile {
   #pool: PoolCalls;
   #closed = false;
-  #broken: Error | undefined;
 
   /** The file `answer` says `worker` opened for `resolved`; its calls go through `pool`. */
   constructor(pool: PoolCalls, worker: PoolWorker, resolved: ResolvedOpen, answer: OpenAnswer) {
+    super(worker, resolved, answer);
     this.#pool = pool;
-    this.worker = worker;
-    this.resolved = resolved;
-    this.path = resolved.path;
-    this.mode = resolved.mode;
-    this.offset = Number(resolved.offset);
-    this.byteLength = answer.length;
-    this.handle = answer.handle;
-  }
-
-  reopened(answer: OpenAnswer): void {
-    this.handle = answer.handle;
-  }
-
-  broken(error: Error): void {
-    this.#broken = error;
   }
 
   #usable(operation: string): void {
     if (this.#closed) throw new MapClosedError(operation, this.path);
-    if (this.#broken !== undefined) throw this.#broken;
+    if (this.brokenBy !== undefined) throw this.brokenBy;
   }
 
   read(target: ArrayBufferView, position: number = 0): Promise<number> {
@@ -176,7 +154,7 @@ export class PoolFileImpl implements PoolFile, PoolFileRecord {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#broken !== undefined) return;
+    if (this.brokenBy !== undefined) return;
     await this.#pool.closeFile(this);
   }
 

@@ -11,22 +11,53 @@ import { type ChannelEnd, closeChannel, resultBytes } from "./channel.ts";
 import type { OpenAnswer } from "./protocol.ts";
 import { Life } from "./worker_process.ts";
 
-/** What the supervisor and the calls need of a file open in a worker (`PoolFile`'s inside). */
-export interface PoolFileRecord {
+/**
+ * A file open in a worker, as the supervisor and the calls see it: `PoolFile`'s inside.
+ *
+ * @example
+ * ```ts ignore
+ * import { PoolFileRecord, PoolWorker } from "./pool_worker.ts";
+ * const record = new PoolFileRecord(new PoolWorker(0), resolveOpen(path, {}), answer);
+ * ```
+ */
+export class PoolFileRecord {
+  /** The path of the file. */
   readonly path: string;
+  /** The mode the file was mapped with. */
   readonly mode: MapMode;
+  /** File offset of the window's first byte. */
   readonly offset: number;
+  /** Length of the window in bytes. */
   readonly byteLength: number;
   /** The open as asked for, to open the file again in a new process. */
   readonly resolved: ResolvedOpen;
   /** The slot the file lives in. */
   readonly worker: PoolWorker;
   /** The map handle in the worker's current process. */
-  readonly handle: number;
+  handle: number;
+  /** Set when the file cannot be used any more: its calls throw this. */
+  protected brokenBy: Error | undefined;
+
+  /** The file `answer` says `worker` opened for `resolved`. */
+  constructor(worker: PoolWorker, resolved: ResolvedOpen, answer: OpenAnswer) {
+    this.worker = worker;
+    this.resolved = resolved;
+    this.path = resolved.path;
+    this.mode = resolved.mode;
+    this.offset = Number(resolved.offset);
+    this.byteLength = answer.length;
+    this.handle = answer.handle;
+  }
+
   /** The file was opened again in a new process. */
-  reopened(answer: OpenAnswer): void;
+  reopened(answer: OpenAnswer): void {
+    this.handle = answer.handle;
+  }
+
   /** The file cannot be used any more: its calls throw `error`. */
-  broken(error: Error): void;
+  broken(error: Error): void {
+    this.brokenBy = error;
+  }
 }
 
 /**
