@@ -37,19 +37,19 @@ import {
 } from "../mod.ts";
 import { type FaultFs, fuseUnavailableReason, mountFaultFs } from "./fuse/fault_fs.ts";
 import { mappingsOf, openDescriptors } from "./util.ts";
+import { Kernel } from "./fuzz/kernel.ts";
 import {
   EIO,
   ENOSPC,
   errnoName,
   FileModel,
   firstDifference,
-  Kernel,
   MapModel,
   PAGE,
   type PagePlan,
   readRange,
-  Rng,
 } from "./fuzz/model.ts";
+import { Rng } from "./fuzz/rng.ts";
 
 const DEFAULT_SEED = 20_240_601;
 const DEFAULT_STEPS = 2_000;
