@@ -6,6 +6,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
+import { DETAIL } from "../ffi/abi.ts";
 
 /** Transfers at least this large wait for their worker off the event loop from the start. */
 export const ASYNC_TRANSFER_BYTES = 1024 * 1024;
@@ -63,13 +64,14 @@ export function stagedCopy<T extends Uint8Array | Float64Array>(view: T, copyIn:
  * @example
  * ```ts
  * import { bytesDone } from "./call_wait.ts";
- * const detail = new DataView(new ArrayBuffer(32));
- * detail.setBigUint64(0, 300n, true);
+ * import { DETAIL } from "../ffi/abi.ts";
+ * const detail = new DataView(new ArrayBuffer(DETAIL.sizeBytes));
+ * detail.setBigUint64(DETAIL.bytesDone, 300n, true);
  * console.log(bytesDone(detail, 100)); // 100
  * ```
  */
 export function bytesDone(detail: DataView, limit: number): number {
-  return Math.min(Number(detail.getBigUint64(0, true)), limit);
+  return Math.min(Number(detail.getBigUint64(DETAIL.bytesDone, true)), limit);
 }
 
 /** Whether the event loop has turned since the current run of pool calls began. */

@@ -9,25 +9,19 @@
  */
 import { deserialize, serialize } from "node:v8";
 import type { OpenFailure } from "../ffi/open_options.ts";
+import { CHANNEL_OP } from "../ffi/abi.ts";
 
-/** Operation numbers; 1 to 5 are served natively (zig/src/channel.zig). */
+/**
+ * Control operations, served by the worker's JavaScript: the numbers from
+ * `CHANNEL_OP.controlFirst` on (the data operations below it are served natively).
+ */
 export const Op = {
-  read: 1,
-  write: 2,
-  flush: 3,
-  prefault: 4,
-  advise: 5,
-  open: 16,
-  close: 17,
-  run: 18,
-  ping: 19,
-  exit: 20,
+  open: CHANNEL_OP.controlFirst,
+  close: CHANNEL_OP.controlFirst + 1,
+  run: CHANNEL_OP.controlFirst + 2,
+  ping: CHANNEL_OP.controlFirst + 3,
+  exit: CHANNEL_OP.controlFirst + 4,
 } as const;
-
-/** Bytes before the staging area in the channel (zig/src/channel.zig `header_bytes`). */
-export const HEADER_BYTES = 4096;
-/** Header field offsets used from JavaScript (checked by comptime asserts in channel.zig). */
-export const HEADER = { length: 56, status: 80, resultBytes: 88 } as const;
 
 /** Request of `Op.open`. */
 export interface OpenRequest {

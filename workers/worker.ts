@@ -14,9 +14,9 @@
 import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { openFailure } from "../ffi/open_options.ts";
+import { decodeOpenResult, OPEN_FLAGS, OPEN_RESULT } from "../ffi/abi.ts";
+import { attachChannel, requestHandle, requestLength } from "./channel.ts";
 import {
-  HEADER,
-  HEADER_BYTES,
   Op,
   type OpenAnswer,
   type OpenRequest,
@@ -38,22 +38,13 @@ lib.gm_worker_bind_to_parent();
 // A host that died before that call sent no signal: this process was re-parented already.
 if (Deno.ppid !== Number(hostPid)) Deno.exit(0);
 
-const encoder = new TextEncoder();
-const attached = new Uint8Array(32);
-const pathBytes = encoder.encode(channelPath);
-const attachStatus = lib.gm_channel_attach(pathBytes, BigInt(pathBytes.byteLength), attached);
-if (attachStatus !== Status.ok) {
-  console.error(`guardmap worker: cannot attach to ${channelPath} (status ${attachStatus})`);
+const attached = attachChannel(channelPath);
+if (typeof attached === "number") {
+  console.error(`guardmap worker: cannot attach to ${channelPath} (status ${attached})`);
   Deno.exit(3);
 }
-const channel = new DataView(attached.buffer).getFloat64(0, true);
-const stagingBytes = Number(new DataView(attached.buffer).getBigUint64(8, true));
-const region = Deno.UnsafePointerView.getArrayBuffer(
-  lib.gm_channel_address(channel)!,
-  HEADER_BYTES + stagingBytes,
-);
-const header = new DataView(region, 0, HEADER_BYTES);
-const staging = new Uint8Array(region, HEADER_BYTES, stagingBytes);
+const { channel, header, staging } = attached;
+const encoder = new TextEncoder();
 
 /** Zero-copy views of the open maps, for kernels. */
 const views = new Map<number, ArrayBuffer>();
@@ -64,36 +55,37 @@ function reply(status: number, value?: unknown): void {
 }
 
 function requestPayload<T>(): T {
-  return readPayload<T>(staging, Number(header.getBigUint64(HEADER.length, true)));
+  return readPayload<T>(staging, requestLength(header));
 }
 
 function open(): void {
   const request = requestPayload<OpenRequest>();
   const bytes = encoder.encode(request.path);
-  const out = new Uint8Array(32);
+  const out = new Uint8Array(OPEN_RESULT.sizeBytes);
+  // window: the gm_open call and its flags, as MappedFile.open makes them.
   const status = lib.gm_open(
     bytes,
     BigInt(bytes.byteLength),
     request.mode,
     request.offset,
     request.length ?? 0n,
-    (request.length === undefined ? 0 : 1) | (request.pastEnd ? 2 : 0) |
-      (request.writesToFile ? 8 : 0),
+    (request.length === undefined ? 0 : OPEN_FLAGS.lengthGiven) |
+      (request.pastEnd ? OPEN_FLAGS.pastEnd : 0) |
+      (request.writesToFile ? OPEN_FLAGS.writesToFile : 0),
     out,
   );
-  const view = new DataView(out.buffer);
+  const result = decodeOpenResult(new DataView(out.buffer));
   const answer: OpenAnswer = {
-    handle: view.getFloat64(0, true),
-    length: Number(view.getBigUint64(8, true)),
-    osError: view.getInt32(24, true),
+    handle: result.handle,
+    length: Number(result.lengthBytes),
+    osError: result.osError,
     failure: status === Status.ok ? undefined : openFailure(out),
   };
   reply(status, answer);
 }
 
 function close(): void {
-  // The map handle: bits 0-31 at byte 44, bits 32-52 at byte 60 (channel.zig).
-  const handle = header.getUint32(44, true) + header.getUint32(60, true) * 2 ** 32;
+  const handle = requestHandle(header);
   const view = views.get(handle);
   views.delete(handle);
   // A view a kernel transferred away (postMessage, transfer()) cannot be detached from here: its

@@ -17,110 +17,20 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type {
+  DelayRule,
+  FailRule,
+  FaultFs,
+  FaultFsStatus,
+  FaultSelector,
+  MountOptions,
+} from "./fault_fs_types.ts";
+import { exists, findOnPath, findZig, runBounded, sleep } from "./_host.ts";
 
-/** Operations faultfs can fail or delay; `"other"` is every operation not named here. */
-export type FaultOperation =
-  | "read"
-  | "write"
-  | "fsync"
-  | "flush"
-  | "fallocate"
-  | "open"
-  | "getattr"
-  | "truncate"
-  | "other"
-  | "any";
-
-/** Which operations a rule applies to. */
-export interface FaultSelector {
-  /** The operations; `"read"` and `"write"` include the kernel's readahead and write-back. */
-  operations: FaultOperation | readonly FaultOperation[];
-  /** A file relative to the mount's root, such as `"data.bin"`; default: every file. */
-  file?: string;
-  /** Start of the byte range (read, write, fallocate) that a request must overlap; default 0. */
-  offset?: number;
-  /** Length of the byte range; default: to the end of the file. */
-  length?: number;
-  /** The first `after` matching operations pass untouched ("fail after N operations"). */
-  after?: number;
-  /** Apply the rule at most this many times; default: no limit. */
-  times?: number;
-}
-
-/** A rule that answers an errno. */
-export interface FailRule extends FaultSelector {
-  /** An errno name such as `"EIO"` (the default) or `"ENOSPC"`, or its number. */
-  errno?: string | number;
-  /** Also wait this long before answering, in milliseconds (at most 10000). */
-  delayMs?: number;
-}
-
-/** A rule that only delays (the operation then succeeds, unless another rule fails it). */
-export interface DelayRule extends FaultSelector {
-  /** How long to wait, in milliseconds (at most 10000). */
-  delayMs: number;
-}
-
-/** What the daemon reports about itself. */
-export interface FaultFsStatus {
-  /** Whether an outage is on. */
-  outage: boolean;
-  /** How many operations of each kind reached the daemon (the control file not counted). */
-  operations: Record<string, number>;
-  /** The active rules, one line each, with how often each matched (`seen`) and acted (`hits`). */
-  rules: string[];
-}
-
-/** A mounted faultfs. Dispose it (`await using`) to unmount and remove its directories. */
-export interface FaultFs extends AsyncDisposable, Disposable {
-  /** Where the file system is mounted. */
-  readonly mountPath: string;
-  /** The directory it mirrors: files here appear in the mount, faults never apply here. */
-  readonly backingPath: string;
-  /** The daemon's log file. */
-  readonly logPath: string;
-  /** The path of `name` in the mount. */
-  path(name: string): string;
-  /** The path of `name` in the backing directory. */
-  backing(name: string): string;
-  /** Adds a rule that makes matching operations answer an errno. */
-  fail(rule: FailRule): Promise<void>;
-  /** Adds a rule that makes matching operations wait. */
-  delay(rule: DelayRule): Promise<void>;
-  /** Every operation on every file fails with EIO until {@linkcode FaultFs.heal}. */
-  outage(): Promise<void>;
-  /** Lifts the outage and removes every rule. */
-  heal(): Promise<void>;
-  /**
-   * Drops the kernel's cached pages of `name`, also those mapped by any process, so the next
-   * touch of a mapped page reads through the daemon again (and meets any fault). Dirty pages
-   * are written back first.
-   */
-  invalidate(name: string): Promise<void>;
-  /** Sends raw control lines (the grammar is in tests/fuse/README.md). */
-  command(text: string): Promise<void>;
-  /** Reads the daemon's state. */
-  status(): Promise<FaultFsStatus>;
-  /** The daemon's log so far. */
-  log(): string;
-  /** Unmounts, stops the daemon and removes the directories; throws if any step failed. */
-  unmount(): Promise<void>;
-}
-
-/** Options of {@linkcode mountFaultFs}. */
-export interface MountOptions {
-  /**
-   * The kernel's readahead window for the mount in bytes (how much it reads around a page
-   * fault); default: the kernel's, 128 KiB.
-   */
-  maxReadahead?: number;
-  /** Extra libfuse options, such as `["-o", "ro"]`. */
-  fuseOptions?: string[];
-}
+export type * from "./fault_fs_types.ts";
 
 const CONTROL_FILE = ".faultfs-control";
 const here = fileURLToPath(new URL(".", import.meta.url));
-const repositoryRoot = join(here, "..", "..");
 const binaryPath = join(here, "zig-out", "bin", "faultfs");
 // Generous for a first build (Zig compiles its build runner), short for everything else: a
 // daemon that does not answer within these times is hung, and the test must fail, not hang.
@@ -488,73 +398,6 @@ function fileInMount(name: string): string {
 export function isMounted(path: string): boolean {
   const lines = Deno.readTextFileSync("/proc/self/mountinfo").split("\n");
   return lines.some((line) => line.split(" ")[4] === path);
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function findOnPath(name: string): string | undefined {
-  for (const directory of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (directory !== "" && exists(join(directory, name))) return join(directory, name);
-  }
-  return undefined;
-}
-
-/** The project's Zig: $ZIG or $GUARDMAP_ZIG (set by tools/dev), .tools/ in the checkout, PATH. */
-function findZig(): string {
-  for (const variable of ["ZIG", "GUARDMAP_ZIG"]) {
-    const value = Deno.env.get(variable);
-    if (value) return value;
-  }
-  const pinned = join(repositoryRoot, ".tools", "zig", "ziglang", "zig");
-  if (exists(pinned)) return pinned;
-  return findOnPath("zig") ?? "zig";
-}
-
-interface BoundedOutput {
-  success: boolean;
-  reason: string;
-  text: string;
-}
-
-/** Runs a command to completion or kills it after `timeoutMs`. */
-async function runBounded(
-  command: string,
-  args: string[],
-  cwd: string,
-  timeoutMs: number,
-): Promise<BoundedOutput> {
-  const signal = AbortSignal.timeout(timeoutMs);
-  try {
-    const output = await new Deno.Command(command, {
-      args,
-      cwd,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal,
-    }).output();
-    const decoder = new TextDecoder();
-    const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
-    const reason = signal.aborted
-      ? `timed out after ${timeoutMs} ms`
-      : output.signal !== null
-      ? `killed by ${output.signal}`
-      : `exit code ${output.code}`;
-    return { success: output.success && !signal.aborted, reason, text };
-  } catch (error) {
-    return { success: false, reason: `could not run ${command}`, text: String(error) };
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 let skipWarned = false;
