@@ -47,8 +47,6 @@ import type {
   WindowRange,
 } from "./types.ts";
 
-export type * from "./types.ts";
-
 // One detail record per isolate, written by the library only when a call fails. Reused so the
 // copy path allocates nothing.
 const detail = new Uint8Array(DETAIL.sizeBytes);

@@ -14,7 +14,7 @@ import {
 } from "./errors.ts";
 import type { MapMode, OpenOptions } from "./types.ts";
 import { describe } from "./arguments.ts";
-import { decodeOpenResult, FILE_KIND, MODE, OPEN_RESULT, type OpenResultRecord } from "./abi.ts";
+import { FILE_KIND, MODE, type OpenResultRecord } from "./abi.ts";
 
 /** The library's number for each mode. */
 export const MODES: Record<MapMode, number> = {
@@ -184,19 +184,17 @@ export interface OpenFailure {
 }
 
 /**
- * The failure fields of gm_open's result record, given as its bytes or decoded.
+ * The failure fields of gm_open's result record, decoded.
  *
  * @example
  * ```ts
  * import { openFailure } from "./open_options.ts";
- * import { OPEN_RESULT } from "./abi.ts";
- * console.log(openFailure(new Uint8Array(OPEN_RESULT.sizeBytes)).osError); // 0
+ * import { decodeOpenResult, OPEN_RESULT } from "./abi.ts";
+ * const record = decodeOpenResult(new DataView(new ArrayBuffer(OPEN_RESULT.sizeBytes)));
+ * console.log(openFailure(record).osError); // 0
  * ```
  */
-export function openFailure(record: Uint8Array | OpenResultRecord): OpenFailure {
-  const result = record instanceof Uint8Array
-    ? decodeOpenResult(new DataView(record.buffer, record.byteOffset, OPEN_RESULT.sizeBytes))
-    : record;
+export function openFailure(result: OpenResultRecord): OpenFailure {
   return {
     osError: result.osError,
     fileKind: result.fileKind,
