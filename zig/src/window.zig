@@ -78,6 +78,33 @@ pub fn range_inside(position: u64, length_bytes: u64, window_length_bytes: u64) 
     return length_bytes <= window_length_bytes - position;
 }
 
+/// A range of a window, from the f64 position and length of a call.
+pub const Range = struct { position: u64, length_bytes: u64 };
+
+/// Null unless both are exact non-negative integers (see `integer_from_f64`).
+pub fn parse_range(position: f64, length: f64) ?Range {
+    return .{
+        .position = integer_from_f64(position) orelse return null,
+        .length_bytes = integer_from_f64(length) orelse return null,
+    };
+}
+
+/// `count` ranges of `length_bytes` each (gm_read_many and its pool twin).
+pub const Batch = struct { count: u64, length_bytes: u64 };
+
+/// A batch of `count` ranges of `length` bytes each, for a target of `target_length` bytes: exact
+/// non-negative integers, and the ranges fit the target.
+pub fn parse_batch(count: f64, length: f64, target_length: f64) ?Batch {
+    const batch: Batch = .{
+        .count = integer_from_f64(count) orelse return null,
+        .length_bytes = integer_from_f64(length) orelse return null,
+    };
+    const target_bytes = integer_from_f64(target_length) orelse return null;
+    const total_bytes = std.math.mul(u64, batch.count, batch.length_bytes) catch return null;
+    if (total_bytes > target_bytes) return null;
+    return batch;
+}
+
 const testing = std.testing;
 const page: u64 = 4096;
 const granule: u64 = 64 * 1024;
