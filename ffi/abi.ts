@@ -20,6 +20,7 @@ export const ABI_VERSION = 4;
 
 export const SYMBOLS = {
   gm_abi_version: { parameters: [], result: "u32" },
+  gm_abi_layout: { parameters: [], result: "pointer" },
   gm_init: { parameters: [], result: "i32" },
   gm_guard_disposition: { parameters: [], result: "i32" },
   gm_page_size: { parameters: [], result: "u32" },
