@@ -102,9 +102,9 @@ pub const Mapping = struct {
     length_bytes: u64,
     file_offset: u64,
     mode: Mode,
-    /// Opened with salvage (root.zig sets it after mapping; Linux only).
+    /// Opened with salvage (map_calls.zig sets it after mapping; Linux only).
     salvaged: bool = false,
-    /// Writes go through the file descriptor (pwrite), not the mapping (root.zig sets it).
+    /// Writes go through the file descriptor (pwrite), not the mapping (map_calls.zig sets it).
     writes_to_file: bool = false,
 
     pub fn window_address(mapping: *const Mapping) usize {

@@ -143,7 +143,7 @@ comptime {
     assert(@offsetOf(OpenResult, "file_kind") == 28);
 }
 
-/// Why an open failed (both platforms), with what root.zig reports in the OpenResult record.
+/// Why an open failed (both platforms), with what map_calls.zig reports in the OpenResult record.
 pub const OpenError = struct {
     status: Status,
     /// errno / GetLastError of the failing call; 0 when a check refused before any call failed.
