@@ -157,16 +157,21 @@ pub const Channel = struct {
 /// This process's channels (host ends and worker ends alike), by handle.
 pub var table: handles.Table(Channel) = .{};
 
-/// Publishes a channel that `create` or `attach` set up in the reserved slot `index`, or gives
-/// the slot back when it failed. Fills the OpenResult record: the handle, the staging size
-/// (`length_bytes`) and the host's memory-file descriptor number (`file_size_bytes`).
-pub fn publish(index: u32, status: Status, channel: *const Channel, os_error: i32, result: *align(1) OpenResult) Status {
+/// Reserves a slot, sets up one end of a channel with `setup(argument, &channel, &os_error)`
+/// (`create` or `attach`) and publishes it, or gives the slot back when that failed. Fills the
+/// OpenResult record: the handle, the staging size (`length_bytes`) and the host's memory-file
+/// descriptor number (`file_size_bytes`), or the OS error.
+pub fn open_end(comptime setup: anytype, argument: anytype, result: *align(1) OpenResult) Status {
+    var channel: Channel = undefined;
+    var os_error: i32 = 0;
+    const index = table.reserve() catch return .too_many_open;
+    const status: Status = setup(argument, &channel, &os_error);
     if (status != .ok) {
         table.unreserve(index);
         result.os_error = os_error;
         return status;
     }
-    result.handle = table.publish(index, channel.*);
+    result.handle = table.publish(index, channel);
     result.length_bytes = channel.staging_bytes;
     result.file_size_bytes = @intCast(@max(channel.memory_fd, 0));
     return .ok;

@@ -13,6 +13,7 @@ const Status = status_zig.Status;
 const Detail = status_zig.Detail;
 const OpenResult = status_zig.OpenResult;
 const OpenFlags = status_zig.OpenFlags;
+const OpenRequest = status_zig.OpenRequest;
 const Mode = status_zig.Mode;
 const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
@@ -49,7 +50,12 @@ pub fn open(
     const flags: OpenFlags = @bitCast(flags_raw);
     const flags_status = check_flags(flags, mode);
     if (flags_status != .ok) return flags_status;
-    const length_requested: ?u64 = if (flags.length_given) length else null;
+    const request: OpenRequest = .{
+        .mode = mode,
+        .offset = offset,
+        .length_requested = if (flags.length_given) length else null,
+        .past_end = flags.past_end,
+    };
 
     guard.os.install() catch return .handler_not_installed;
     // Before the open takes what may be the last descriptor: the lookup needs one for a moment.
@@ -61,10 +67,10 @@ pub fn open(
     };
     var mapping: os.Mapping = undefined;
     var file_size_bytes: u64 = 0;
-    var failed = os.map_open(path_z, mode, offset, length_requested, flags.past_end, &mapping, &file_size_bytes);
+    var failed = os.map_open(path_z, request, &mapping, &file_size_bytes);
     if (failed != null and failed.?.status == .too_many_open and maps.reap() > 0) {
         // Out of file descriptors (EMFILE, ENFILE): the reaped maps gave theirs back.
-        failed = os.map_open(path_z, mode, offset, length_requested, flags.past_end, &mapping, &file_size_bytes);
+        failed = os.map_open(path_z, request, &mapping, &file_size_bytes);
     }
     if (failed) |failure| {
         maps.table.unreserve(index);

@@ -12,6 +12,7 @@ const windows = std.os.windows;
 const status_zig = @import("status.zig");
 const Status = status_zig.Status;
 const Mode = status_zig.Mode;
+const OpenRequest = status_zig.OpenRequest;
 const Advice = status_zig.Advice;
 const FileKind = status_zig.FileKind;
 const window_zig = @import("window.zig");
@@ -37,28 +38,7 @@ const flush_attempts_max = 8;
 pub const Handle = windows.HANDLE;
 
 /// Everything needed to use and release one mapped window.
-pub const Mapping = struct {
-    /// The file (the name is shared with Linux, where it is a file descriptor).
-    fd: Handle,
-    /// The section object the view was mapped from.
-    section: Handle,
-    /// Start of the view (a multiple of the allocation granularity) and its length.
-    base: usize,
-    map_length_bytes: usize,
-    /// Where the window starts inside the view.
-    delta_bytes: usize,
-    length_bytes: u64,
-    file_offset: u64,
-    mode: Mode,
-    /// Opened with salvage (map_calls.zig sets it after mapping; Linux only).
-    salvaged: bool = false,
-    /// Writes through the file descriptor: refused at open on Windows, so always false.
-    writes_to_file: bool = false,
-
-    pub fn window_address(mapping: *const Mapping) usize {
-        return mapping.base + mapping.delta_bytes;
-    }
-};
+pub const Mapping = window_zig.Mapping(Handle, Handle);
 
 pub fn last_error() i32 {
     return @bitCast(api.GetLastError());
@@ -156,16 +136,9 @@ fn path_to_utf16(path: [*:0]const u8, buffer: *[path_bytes_max + 1]u16) ?[:0]con
 
 /// Opens `path` (UTF-8) and maps `[offset, offset + length)`; `length_requested == null` means
 /// "to the end of the file". On failure nothing is left open or mapped.
-pub fn map_open(
-    path: [*:0]const u8,
-    mode: Mode,
-    offset: u64,
-    length_requested: ?u64,
-    past_end: bool,
-    mapping: *Mapping,
-    file_size_out: *u64,
-) ?OpenError {
-    if (offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
+pub fn map_open(path: [*:0]const u8, request: OpenRequest, mapping: *Mapping, file_size_out: *u64) ?OpenError {
+    const mode = request.mode;
+    if (request.offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
     var path_buffer: [path_bytes_max + 1]u16 = undefined;
     const path_utf16 = path_to_utf16(path, &path_buffer) orelse {
         return .{ .status = .invalid_argument, .os_error = @bitCast(api.error_no_unicode_translation) };
@@ -190,7 +163,7 @@ pub fn map_open(
     );
     if (fd == windows.INVALID_HANDLE_VALUE) return fail_open(path_utf16);
     const created = mode == .create and api.GetLastError() != api.error_already_exists;
-    if (map_file(fd, path_utf16, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
+    if (map_file(fd, path_utf16, request, mapping, file_size_out)) |failure| {
         close_handle(fd);
         // A failed "w+" removes the file it created (the handle shares delete, so no other
         // opener is refused meanwhile).
@@ -214,16 +187,10 @@ fn fail_open(path_utf16: [:0]const u16) OpenError {
     return failure;
 }
 
-fn map_file(
-    fd: Handle,
-    path_utf16: [:0]const u16,
-    mode: Mode,
-    offset: u64,
-    length_requested: ?u64,
-    past_end: bool,
-    mapping: *Mapping,
-    file_size_out: *u64,
-) ?OpenError {
+fn map_file(fd: Handle, path_utf16: [:0]const u16, request: OpenRequest, mapping: *Mapping, file_size_out: *u64) ?OpenError {
+    const mode = request.mode;
+    const offset = request.offset;
+    const length_requested = request.length_requested;
     // Devices, pipes and consoles open too; only a disk file can back a section. The kind is
     // reported with Linux's numbers (status.zig FileKind).
     const file_type = api.GetFileType(fd);
@@ -243,7 +210,6 @@ fn map_file(
         file_size_out.* = offset + length_bytes;
     } else {
         // `past_end` is not supported: a read-only section cannot reach past the file.
-        _ = past_end;
         if (window_zig.check_existing(size_bytes, offset, length_requested)) |status| return .{ .status = status, .os_error = 0 };
         length_bytes = length_requested orelse size_bytes - offset;
         file_size_out.* = size_bytes;
@@ -284,16 +250,7 @@ fn map_view(fd: Handle, mode: Mode, window: window_zig.Window, mapping: *Mapping
         return failure;
     };
     assert(@intFromPtr(base) % granularity() == 0);
-    mapping.* = .{
-        .fd = fd,
-        .section = section,
-        .base = @intFromPtr(base),
-        .map_length_bytes = @intCast(window.map_length_bytes),
-        .delta_bytes = @intCast(window.delta_bytes),
-        .length_bytes = length_bytes,
-        .file_offset = offset,
-        .mode = mode,
-    };
+    mapping.* = Mapping.init(fd, section, @intFromPtr(base), window, mode);
     return null;
 }
 
@@ -379,21 +336,11 @@ pub fn release_keep_range(mapping: *const Mapping) void {
     close_handle(mapping.fd);
 }
 
-/// The page-aligned address range covering `[position, position + length)` of the window.
-fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
-    assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
-    const page: usize = @intCast(page_size());
-    const first = mapping.window_address() + @as(usize, @intCast(position));
-    const start = first & ~(page - 1);
-    assert(start >= mapping.base);
-    return .{ .start = start, .length_bytes = first + @as(usize, @intCast(length_bytes)) - start };
-}
-
 /// FlushViewOfFile starts the write-back of the range's dirty pages but does not wait for the
 /// device; FlushFileBuffers then does (the pair is Windows' msync(MS_SYNC)).
 pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error: *i32) Status {
     if (length_bytes == 0) return .ok;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     // A read-only view has nothing dirty (and its read-only handle could not be flushed); a
     // copy-on-write view's changes never reach the file.
     if (mapping.mode == .read or mapping.mode == .copy_on_write) return .ok;
@@ -416,7 +363,7 @@ pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error
 /// are hints the memory manager has no way to take for a file view, so they succeed unchanged.
 pub fn advise(mapping: *const Mapping, position: u64, length_bytes: u64, advice: Advice, os_error: *i32) Status {
     if (length_bytes == 0) return .ok;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     switch (advice) {
         .normal, .sequential, .random, .dont_need => return .ok,
         .will_need => {},

@@ -25,11 +25,7 @@ pub fn create(staging_bytes: f64, out: ?*align(1) OpenResult) Status {
     const result = out orelse return .invalid_argument;
     result.* = OpenResult.zero;
     const bytes = window_zig.integer_from_f64(staging_bytes) orelse return .invalid_argument;
-    var channel: channel_zig.Channel = undefined;
-    var os_error: i32 = 0;
-    const index = channel_zig.table.reserve() catch return .too_many_open;
-    const status = channel_zig.create(bytes, &channel, &os_error);
-    return channel_zig.publish(index, status, &channel, os_error, result);
+    return channel_zig.open_end(channel_zig.create, bytes, result);
 }
 
 pub fn close(handle: f64) Status {
@@ -63,6 +59,33 @@ fn write_request(channel: *channel_zig.Channel, op: u32, file_handle: f64, range
     header.argument = argument;
 }
 
+/// A host call's hold on a channel: a lease on its slot and the claim of `channel_enter`.
+const Held = struct {
+    lease: @TypeOf(channel_zig.table).Lease,
+    channel: *channel_zig.Channel,
+
+    fn leave(held: Held) void {
+        channel_leave(held.channel);
+        held.lease.release();
+    }
+};
+
+/// Leases the channel named by `handle` (else `bad_handle`) and claims it (else `busy`); the
+/// caller calls `leave` when done.
+fn claim(handle: f64, resuming: bool, refused: *Status) ?Held {
+    const lease = channel_zig.table.acquire(handle) catch {
+        refused.* = .bad_handle;
+        return null;
+    };
+    const channel = &lease.slot.mapping;
+    if (!channel_enter(channel, resuming)) {
+        lease.release();
+        refused.* = .busy;
+        return null;
+    }
+    return .{ .lease = lease, .channel = channel };
+}
+
 /// Claims the channel for one host call: false when another call runs on it (on Deno's blocking
 /// pool, say) or left a request pending. The JavaScript side queues calls, but this side does
 /// not rely on it.
@@ -83,11 +106,10 @@ fn channel_leave(channel: *channel_zig.Channel) void {
 pub fn post(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, staging_offset: f64, argument: u32) Status {
     const range = window_zig.parse_range(position, length) orelse return .invalid_argument;
     const offset = window_zig.integer_from_f64(staging_offset) orelse return .invalid_argument;
-    const lease = channel_zig.table.acquire(handle) catch return .bad_handle;
-    defer lease.release();
-    const channel = &lease.slot.mapping;
-    if (!channel_enter(channel, false)) return .busy;
-    defer channel_leave(channel);
+    var refused: Status = .ok;
+    const held = claim(handle, false, &refused) orelse return refused;
+    defer held.leave();
+    const channel = held.channel;
     write_request(channel, op, file_handle, range, offset, argument);
     channel_zig.post_request(channel);
     return .ok;
@@ -98,11 +120,10 @@ pub fn post(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, 
 pub fn wait(handle: f64, timeout_ms: f64, detail: ?*align(1) Detail) Status {
     const out = detail orelse return .invalid_argument;
     const limits = Limits.parse(timeout_ms, budget_unlimited_us) orelse return .invalid_argument;
-    const lease = channel_zig.table.acquire(handle) catch return .bad_handle;
-    defer lease.release();
-    const channel = &lease.slot.mapping;
-    if (!channel_enter(channel, true)) return .busy;
-    defer channel_leave(channel);
+    var refused: Status = .ok;
+    const held = claim(handle, true, &refused) orelse return refused;
+    defer held.leave();
+    const channel = held.channel;
     if (channel.pending.kind != .none) return .busy;
     return wait_answer(channel, limits, out);
 }
@@ -152,11 +173,10 @@ pub fn call(handle: f64, op: u32, file_handle: f64, position: f64, length: f64, 
     const out = detail orelse return .invalid_argument;
     const range = window_zig.parse_range(position, length) orelse return .invalid_argument;
     const limits = Limits.parse(timeout_ms, budget_us) orelse return .invalid_argument;
-    const lease = channel_zig.table.acquire(handle) catch return .bad_handle;
-    defer lease.release();
-    const channel = &lease.slot.mapping;
-    if (!channel_enter(channel, false)) return .busy;
-    defer channel_leave(channel);
+    var refused: Status = .ok;
+    const held = claim(handle, false, &refused) orelse return refused;
+    defer held.leave();
+    const channel = held.channel;
     write_request(channel, op, file_handle, range, 0, argument);
     channel_zig.post_request(channel);
     const status = wait_answer(channel, limits, out);
@@ -172,11 +192,10 @@ pub fn resume_call(handle: f64, buffer: ?[*]u8, buffer_length: f64, positions: ?
     const limits = Limits.parse(timeout_ms, budget_unlimited_us) orelse return .invalid_argument;
     const buffer_bytes = window_zig.integer_from_f64(buffer_length) orelse return .invalid_argument;
     const count = window_zig.integer_from_f64(positions_count) orelse return .invalid_argument;
-    const lease = channel_zig.table.acquire(handle) catch return .bad_handle;
-    defer lease.release();
-    const channel = &lease.slot.mapping;
-    if (!channel_enter(channel, true)) return .busy;
-    defer channel_leave(channel);
+    var refused: Status = .ok;
+    const held = claim(handle, true, &refused) orelse return refused;
+    defer held.leave();
+    const channel = held.channel;
     const pending = channel.pending;
     const valid = switch (pending.kind) {
         .none => false,
@@ -221,11 +240,10 @@ pub fn transfer(
     const limits = Limits.parse(timeout_ms, budget_us) orelse return .invalid_argument;
     if (range.length_bytes == 0) return .ok;
     const user = buffer orelse return .invalid_argument;
-    const lease = channel_zig.table.acquire(handle) catch return .bad_handle;
-    defer lease.release();
-    const channel = &lease.slot.mapping;
-    if (!channel_enter(channel, false)) return .busy;
-    defer channel_leave(channel);
+    var refused: Status = .ok;
+    const held = claim(handle, false, &refused) orelse return refused;
+    defer held.leave();
+    const channel = held.channel;
 
     const pending: channel_zig.Pending = .{
         .kind = if (direction == .read) .read else .write,
@@ -334,11 +352,10 @@ pub fn read_many(
     // Deno passes null for an empty buffer: fine when the ranges are empty (nothing is copied).
     var empty: [1]u8 = undefined;
     const target = target_pointer orelse if (batch.length_bytes == 0) &empty else return .invalid_argument;
-    const lease = channel_zig.table.acquire(handle) catch return .bad_handle;
-    defer lease.release();
-    const channel = &lease.slot.mapping;
-    if (!channel_enter(channel, false)) return .busy;
-    defer channel_leave(channel);
+    var refused: Status = .ok;
+    const held = claim(handle, false, &refused) orelse return refused;
+    defer held.leave();
+    const channel = held.channel;
     // A range longer than staging (with its position) does not fit: use gm_pool_read.
     if (channel.staging_bytes / (@sizeOf(f64) + batch.length_bytes) == 0) return .out_of_range;
     const pending: channel_zig.Pending = .{

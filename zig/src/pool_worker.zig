@@ -21,11 +21,7 @@ pub fn attach(path: ?[*]const u8, path_length: usize, out: ?*align(1) OpenResult
     result.* = OpenResult.zero;
     var path_buffer: [c_path.length_max]u8 = undefined;
     const path_z = c_path.copy(path, path_length, &path_buffer) catch return .invalid_argument;
-    var channel: channel_zig.Channel = undefined;
-    var os_error: i32 = 0;
-    const index = channel_zig.table.reserve() catch return .too_many_open;
-    const status = channel_zig.attach(path_z, &channel, &os_error);
-    return channel_zig.publish(index, status, &channel, os_error, result);
+    return channel_zig.open_end(channel_zig.attach, path_z.ptr, result);
 }
 
 /// Serves data requests natively until a request for the worker's JavaScript arrives (its op is

@@ -157,6 +157,17 @@ pub const OpenError = struct {
     available_bytes: u64 = 0,
 };
 
+/// What gm_open asks of the platform's map_open (os_linux.zig, os_windows.zig).
+pub const OpenRequest = struct {
+    mode: Mode,
+    /// The window's first byte in the file.
+    offset: u64,
+    /// The window's length; null: to the end of the file.
+    length_requested: ?u64,
+    /// Map the window even where it reaches past the end of the file (OpenFlags.past_end).
+    past_end: bool,
+};
+
 pub const Mode = enum(u32) {
     /// "r": read-only, shared.
     read = 0,
