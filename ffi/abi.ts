@@ -156,7 +156,7 @@ export const CHANNEL_HEADER = {
   workerCpu: 132,
 } as const;
 
-/** Bits of `gm_open`'s flags argument (zig/src/root.zig `open_flag_*`). */
+/** Bits of `gm_open`'s flags argument (zig/src/status.zig `OpenFlags`). */
 export const OPEN_FLAGS = {
   /** The length argument was given (else the window runs to the end of the file). */
   lengthGiven: 1,
