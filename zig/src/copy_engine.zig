@@ -60,7 +60,7 @@ pub fn read_many(
     const positions = positions_pointer orelse return .invalid_argument;
     const mapping = &lease.slot.mapping;
     const ranges = positions[0..@intCast(count)];
-    // All positions first: a bad one copies nothing, as a bad range of gm_read does.
+    // All positions first: a bad one copies nothing, as a bad range of `read` does.
     for (ranges) |position_f64| {
         var position: usize = undefined;
         const status = check_position(mapping, position_f64, length_bytes, &position);
