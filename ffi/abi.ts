@@ -20,6 +20,7 @@ export const ABI_VERSION = 4;
 
 export const SYMBOLS = {
   gm_abi_version: { parameters: [], result: "u32" },
+  gm_abi_layout: { parameters: [], result: "pointer" },
   gm_init: { parameters: [], result: "i32" },
   gm_guard_disposition: { parameters: [], result: "i32" },
   gm_page_size: { parameters: [], result: "u32" },
@@ -164,7 +165,7 @@ export const CHANNEL_HEADER = {
   workerCpu: 132,
 } as const;
 
-/** Bits of `gm_open`'s flags argument (zig/src/root.zig `open_flag_*`). */
+/** Bits of `gm_open`'s flags argument (zig/src/status.zig `OpenFlags`). */
 export const OPEN_FLAGS = {
   /** The length argument was given (else the window runs to the end of the file). */
   lengthGiven: 1,

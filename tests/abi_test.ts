@@ -1,17 +1,80 @@
-// The TypeScript status table must match the Zig enum, number for number.
+// ffi/abi.ts mirrors the native ABI: every record offset and size, every enum number, the open
+// flags and the constants must match what the loaded library says about itself (gm_abi_layout,
+// built at compile time from the Zig declarations), entry for entry and in both directions.
 import assert from "node:assert/strict";
 import { Status } from "../mod.ts";
 import { native } from "../ffi/library.ts";
+import {
+  ABI_VERSION,
+  ADVICE,
+  CHANNEL_HEADER,
+  CHANNEL_HEADER_BYTES,
+  CHANNEL_OP,
+  DETAIL,
+  FILE_KIND,
+  MODE,
+  OPEN_FLAGS,
+  OPEN_RESULT,
+} from "../ffi/abi.ts";
+
+/** What gm_abi_layout describes (zig/src/abi_layout.zig); keys are the Zig names. */
+interface Layout {
+  abi_version: number;
+  records: Record<string, { size_bytes: number; fields: Record<string, number> }>;
+  enums: Record<string, Record<string, number>>;
+  constants: Record<string, number>;
+}
+
+function layout(): Layout {
+  const text = Deno.UnsafePointerView.getCString(native().gm_abi_layout()!);
+  return JSON.parse(text);
+}
+
+/** `bytes_done` -> `bytesDone`: the mirror's keys are the Zig names in camelCase. */
+function camel(name: string): string {
+  return name.replace(/_([a-z0-9])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+function camelKeys(entries: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(entries).map(([name, value]) => [camel(name), value]));
+}
+
+// deepEqual on plain objects fails on a key missing from either side and on any other number.
+function assertMirror(what: string, mirror: object, zig: Record<string, number>): void {
+  assert.deepEqual({ ...mirror }, zig, `ffi/abi.ts ${what} differs from the library's layout`);
+}
 
 Deno.test("ffi/status.ts mirrors zig/src/status.zig", () => {
-  const zig = Deno.readTextFileSync(new URL("../zig/src/status.zig", import.meta.url));
-  const body = zig.slice(zig.indexOf("pub const Status = enum(i32) {"));
-  const enumBody = body.slice(0, body.indexOf("\n};"));
-  const fromZig = Object.fromEntries(
-    [...enumBody.matchAll(/^\s+(\w+) = (\d+),/gm)].map((match) => [match[1], Number(match[2])]),
-  );
+  const fromZig = layout().enums.status;
   assert.ok(Object.keys(fromZig).length >= 20);
-  assert.deepEqual(fromZig, { ...Status });
+  assert.deepEqual({ ...Status }, fromZig);
+});
+
+Deno.test("ffi/abi.ts mirrors every record layout of the library", () => {
+  const { records } = layout();
+  assert.deepEqual(Object.keys(records).sort(), ["channel_header", "detail", "open_result"]);
+  const mirrors = { detail: DETAIL, open_result: OPEN_RESULT, channel_header: CHANNEL_HEADER };
+  for (const [name, mirror] of Object.entries(mirrors)) {
+    const record = records[name];
+    const zig = { sizeBytes: record.size_bytes, ...camelKeys(record.fields) };
+    assertMirror(name, mirror, zig);
+  }
+});
+
+Deno.test("ffi/abi.ts mirrors the library's enums, open flags and constants", () => {
+  const { abi_version, enums, constants } = layout();
+  assert.equal(abi_version, ABI_VERSION);
+  assert.equal(native().gm_abi_version(), ABI_VERSION);
+  assert.deepEqual(
+    Object.keys(enums).sort(),
+    ["advice", "channel_op", "file_kind", "mode", "open_flags", "status"],
+  );
+  assertMirror("MODE", MODE, camelKeys(enums.mode));
+  assertMirror("ADVICE", ADVICE, camelKeys(enums.advice));
+  assertMirror("FILE_KIND", FILE_KIND, camelKeys(enums.file_kind));
+  assertMirror("CHANNEL_OP", CHANNEL_OP, camelKeys(enums.channel_op));
+  assertMirror("OPEN_FLAGS", OPEN_FLAGS, camelKeys(enums.open_flags));
+  assert.deepEqual(constants, { channel_header_bytes: CHANNEL_HEADER_BYTES });
 });
 
 Deno.test("the loaded library reports its granularity and a live fault handler", () => {
@@ -23,7 +86,7 @@ Deno.test("the loaded library reports its granularity and a live fault handler",
 
 Deno.test("the library refuses forged handles and null buffers on its own", () => {
   const lib = native();
-  const detail = new Uint8Array(32);
+  const detail = new Uint8Array(DETAIL.sizeBytes);
   const target = new Uint8Array(8);
   for (const handle of [0, 1, 0xffff, 0xffffffff, 12345 << 16]) {
     assert.equal(lib.gm_read(handle, 0, target, 8, detail), Status.bad_handle);

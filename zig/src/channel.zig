@@ -19,6 +19,8 @@ const linux = std.os.linux;
 const status_zig = @import("status.zig");
 const Status = status_zig.Status;
 const Detail = status_zig.Detail;
+const OpenResult = status_zig.OpenResult;
+const handles = @import("handles.zig");
 
 pub const magic: u32 = 0x676d_6331; // "gmc1"
 pub const version: u32 = 1;
@@ -91,17 +93,36 @@ pub fn file_handle(header: *const Header) f64 {
 }
 
 comptime {
+    // Every field: workers/ reads the header through ffi/abi.ts's CHANNEL_HEADER, and a peer
+    // process built from another version must find each field where this one writes it.
     assert(@sizeOf(Header) <= header_bytes);
+    assert(@offsetOf(Header, "magic") == 0);
+    assert(@offsetOf(Header, "version") == 4);
+    assert(@offsetOf(Header, "staging_bytes") == 8);
     assert(@offsetOf(Header, "request_sequence") == 16);
+    assert(@offsetOf(Header, "response_sequence") == 20);
+    assert(@offsetOf(Header, "host_sleeping") == 24);
+    assert(@offsetOf(Header, "worker_sleeping") == 28);
+    assert(@offsetOf(Header, "host_pid") == 32);
+    assert(@offsetOf(Header, "worker_pid") == 36);
     assert(@offsetOf(Header, "op") == 40);
+    assert(@offsetOf(Header, "handle") == 44);
+    assert(@offsetOf(Header, "position") == 48);
+    assert(@offsetOf(Header, "length_bytes") == 56);
+    assert(@offsetOf(Header, "staging_offset") == 64);
+    assert(@offsetOf(Header, "argument") == 72);
+    assert(@offsetOf(Header, "handle_high") == 76);
     assert(@offsetOf(Header, "status") == 80);
+    assert(@offsetOf(Header, "reserved1") == 84);
     assert(@offsetOf(Header, "result_bytes") == 88);
     assert(@offsetOf(Header, "detail") == 96);
     assert(@offsetOf(Header, "host_cpu") == 128);
+    assert(@offsetOf(Header, "worker_cpu") == 132);
     assert(@sizeOf(Header) == 136);
+    assert(std.meta.fields(Header).len == 22); // A new field needs its assert above.
 }
 
-/// What a host-side call still has to do after it returned `pending` (see root.zig): it posted
+/// What a host-side call still has to do after it returned `pending` (see pool_host.zig): it posted
 /// a request and stopped waiting for the answer within its budget. Host only.
 pub const Pending = struct {
     kind: Kind = .none,
@@ -132,6 +153,29 @@ pub const Channel = struct {
     /// two calls can never interleave their requests, whatever the JavaScript side does.
     in_use: u32,
 };
+
+/// This process's channels (host ends and worker ends alike), by handle.
+pub var table: handles.Table(Channel) = .{};
+
+/// Reserves a slot, sets up one end of a channel with `setup(argument, &channel, &os_error)`
+/// (`create` or `attach`) and publishes it, or gives the slot back when that failed. Fills the
+/// OpenResult record: the handle, the staging size (`length_bytes`) and the host's memory-file
+/// descriptor number (`file_size_bytes`), or the OS error.
+pub fn open_end(comptime setup: anytype, argument: anytype, result: *align(1) OpenResult) Status {
+    var channel: Channel = undefined;
+    var os_error: i32 = 0;
+    const index = table.reserve() catch return .too_many_open;
+    const status: Status = setup(argument, &channel, &os_error);
+    if (status != .ok) {
+        table.unreserve(index);
+        result.os_error = os_error;
+        return status;
+    }
+    result.handle = table.publish(index, channel);
+    result.length_bytes = channel.staging_bytes;
+    result.file_size_bytes = @intCast(@max(channel.memory_fd, 0));
+    return .ok;
+}
 
 fn errno_of(rc: usize) i32 {
     return @intFromEnum(linux.E.init(rc));

@@ -15,6 +15,7 @@
 //! maps whose owner thread has ended.
 const std = @import("std");
 const assert = std.debug.assert;
+const Status = @import("status.zig").Status;
 
 pub const slot_count_max = 4096;
 const index_bits = 12;
@@ -45,6 +46,17 @@ pub const Owner = struct {
         return a.thread_id == b.thread_id and a.start_ticks == b.start_ticks;
     }
 };
+
+/// Why `begin_close` refused.
+pub const CloseError = error{ BadHandle, Busy };
+
+/// The status code a refused close reports.
+pub fn close_status(err: CloseError) Status {
+    return switch (err) {
+        error.BadHandle => .bad_handle,
+        error.Busy => .busy,
+    };
+}
 
 pub fn Table(comptime Mapping: type) type {
     return struct {
@@ -97,6 +109,13 @@ pub fn Table(comptime Mapping: type) type {
         pub fn index_of(handle: Handle) ?u32 {
             const parts = split(handle) orelse return null;
             return parts.index;
+        }
+
+        /// The index of `slot`, one of this table's (for per-slot side tables, such as salvage's).
+        pub fn index_of_slot(table: *const Self, slot: *const Slot) u32 {
+            const index = (@intFromPtr(slot) - @intFromPtr(&table.slots)) / @sizeOf(Slot);
+            assert(index < slot_count_max);
+            return @intCast(index);
         }
 
         /// Takes a lease on the open map named by `handle`.
@@ -163,7 +182,7 @@ pub fn Table(comptime Mapping: type) type {
 
         /// Marks the map closing if no lease is held and returns its mapping for the caller to
         /// release; `finish_close` then frees the slot.
-        pub fn begin_close(table: *Self, handle: Handle) error{ BadHandle, Busy }!*Slot {
+        pub fn begin_close(table: *Self, handle: Handle) CloseError!*Slot {
             const parts = split(handle) orelse return error.BadHandle;
             table.mutex.lock();
             defer table.mutex.unlock();

@@ -73,17 +73,8 @@ comptime {
     assert(@offsetOf(Statvfs, "blocks_available") == 32);
 }
 
-/// The kind of file a path names, in OpenResult.file_kind (S_IFMT >> 12 on Linux).
-pub const FileKind = enum(u32) {
-    unknown = 0,
-    fifo = 1,
-    character_device = 2,
-    directory = 4,
-    block_device = 6,
-    regular = 8,
-    symlink = 10,
-    socket = 12,
-};
+/// The kind of file a path names, in OpenResult.file_kind (S_IFMT >> 12).
+pub const FileKind = status_zig.FileKind;
 
 pub fn kind_of(mode_bits: u16) FileKind {
     return std.meta.intToEnum(FileKind, (mode_bits & os.s_ifmt) >> 12) catch .unknown;

@@ -6,6 +6,7 @@ const assert = std.debug.assert;
 const status_zig = @import("status.zig");
 const Status = status_zig.Status;
 const Mode = status_zig.Mode;
+const OpenRequest = status_zig.OpenRequest;
 const Advice = status_zig.Advice;
 const window_zig = @import("window.zig");
 const open_linux = @import("open_linux.zig");
@@ -92,25 +93,7 @@ comptime {
 pub const Handle = c_int;
 
 /// Everything needed to use and release one mapped window.
-pub const Mapping = struct {
-    fd: Handle,
-    /// Start of the kernel mapping (page-aligned) and its length.
-    base: usize,
-    map_length_bytes: usize,
-    /// Where the window starts inside the kernel mapping.
-    delta_bytes: usize,
-    length_bytes: u64,
-    file_offset: u64,
-    mode: Mode,
-    /// Opened with salvage (root.zig sets it after mapping; Linux only).
-    salvaged: bool = false,
-    /// Writes go through the file descriptor (pwrite), not the mapping (root.zig sets it).
-    writes_to_file: bool = false,
-
-    pub fn window_address(mapping: *const Mapping) usize {
-        return mapping.base + mapping.delta_bytes;
-    }
-};
+pub const Mapping = window_zig.Mapping(Handle, void);
 
 pub fn errno() i32 {
     return __errno_location().*;
@@ -173,19 +156,11 @@ pub fn file_size(fd: Handle) error{Failed}!u64 {
 /// Opens `path` and maps `[offset, offset + length)`; `length_requested == null` means "to the
 /// end of the file". On failure nothing is left open or mapped, and a "w+" gives back every
 /// block it took (see open_linux.size_for_create) and removes the file if it created it.
-pub fn map_open(
-    path: [*:0]const u8,
-    mode: Mode,
-    offset: u64,
-    length_requested: ?u64,
-    past_end: bool,
-    mapping: *Mapping,
-    file_size_out: *u64,
-) ?OpenError {
-    if (offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
+pub fn map_open(path: [*:0]const u8, request: OpenRequest, mapping: *Mapping, file_size_out: *u64) ?OpenError {
+    if (request.offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
     var opened: open_linux.Opened = undefined;
-    if (open_linux.open_regular(path, mode, &opened)) |failure| return failure;
-    if (map_fd(opened.fd, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
+    if (open_linux.open_regular(path, request.mode, &opened)) |failure| return failure;
+    if (map_fd(opened.fd, request, mapping, file_size_out)) |failure| {
         if (opened.created) open_linux.remove_created(path, opened.fd);
         _ = close(opened.fd);
         return failure;
@@ -194,15 +169,10 @@ pub fn map_open(
     return null;
 }
 
-fn map_fd(
-    fd: Handle,
-    mode: Mode,
-    offset: u64,
-    length_requested: ?u64,
-    past_end: bool,
-    mapping: *Mapping,
-    file_size_out: *u64,
-) ?OpenError {
+fn map_fd(fd: Handle, request: OpenRequest, mapping: *Mapping, file_size_out: *u64) ?OpenError {
+    const mode = request.mode;
+    const offset = request.offset;
+    const length_requested = request.length_requested;
     var info: Statx = undefined;
     const mask = statx_type | statx_size | statx_blocks | statx_atime | statx_mtime;
     if (statx(fd, "", at_empty_path, mask, &info) != 0) {
@@ -220,7 +190,7 @@ fn map_fd(
         if (window_zig.check_existing(info.size, offset, length_requested)) |status| {
             // Past the end is allowed on request (re-opening a window of a file that shrank):
             // the kernel maps it, and touching a page past the end faults into the guard.
-            if (!(past_end and status == .window_past_end)) return .{ .status = status, .os_error = 0 };
+            if (!(request.past_end and status == .window_past_end)) return .{ .status = status, .os_error = 0 };
         }
         length_bytes = length_requested orelse info.size - offset;
         file_size_out.* = info.size;
@@ -241,15 +211,7 @@ fn map_fd(
         if (mode == .create) open_linux.give_back(fd);
         return fail_code(code);
     }
-    mapping.* = .{
-        .fd = fd,
-        .base = base,
-        .map_length_bytes = @intCast(window.map_length_bytes),
-        .delta_bytes = @intCast(window.delta_bytes),
-        .length_bytes = length_bytes,
-        .file_offset = offset,
-        .mode = mode,
-    };
+    mapping.* = Mapping.init(fd, {}, base, window, mode);
     return null;
 }
 
@@ -274,20 +236,10 @@ pub fn release_keep_range(mapping: *const Mapping) void {
     _ = close(mapping.fd);
 }
 
-/// The page-aligned address range covering `[position, position + length)` of the window.
-fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
-    assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
-    const page: usize = @intCast(page_size());
-    const first = mapping.window_address() + @as(usize, @intCast(position));
-    const start = first & ~(page - 1);
-    assert(start >= mapping.base);
-    return .{ .start = start, .length_bytes = first + @as(usize, @intCast(length_bytes)) - start };
-}
-
 /// msync(MS_SYNC): returns once the range is on the device, or reports the write-back error.
 pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error: *i32) Status {
     if (length_bytes == 0) return .ok;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     if (msync(range.start, range.length_bytes, ms_sync) == 0) return .ok;
     os_error.* = errno();
     return status_from_errno(os_error.*);
@@ -295,7 +247,7 @@ pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error
 
 pub fn advise(mapping: *const Mapping, position: u64, length_bytes: u64, advice: Advice, os_error: *i32) Status {
     if (length_bytes == 0) return .ok;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     const code: c_int = switch (advice) {
         .normal => 0,
         .random => 1,
@@ -313,7 +265,7 @@ pub const Populate = enum { ok, unsupported, failed };
 /// Asks the kernel to fault the range in (MADV_POPULATE_READ/WRITE, Linux 5.14+). It answers
 /// with an error instead of a signal when a page cannot be read, but does not say which page.
 pub fn populate(mapping: *const Mapping, position: u64, length_bytes: u64, write: bool, os_error: *i32) Populate {
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     const advice = if (write) madv_populate_write else madv_populate_read;
     if (madvise(range.start, range.length_bytes, advice) == 0) return .ok;
     os_error.* = errno();
@@ -362,7 +314,7 @@ pub fn file_size_limit() u64 {
 /// mapping: the page cache keeps the data), so the next access looks the page up again.
 pub fn forget_pages(mapping: *const Mapping, position: u64, length_bytes: u64) void {
     if (length_bytes == 0) return;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     const madv_dontneed = 4;
     _ = madvise(range.start, range.length_bytes, madv_dontneed);
 }

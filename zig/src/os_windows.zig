@@ -1,6 +1,5 @@
 //! Windows x86_64: open a file, size it, map a window with a 64-bit offset, flush, advise.
-//! kernel32 entry points are declared here with explicit types rather than through std's moving
-//! wrappers; only std.os.windows' plain type names (HANDLE, DWORD, ...) are borrowed.
+//! kernel32's declarations are in windows_zig.
 //!
 //! A mapping is two kernel objects: the section (CreateFileMappingW), sized to the end of the
 //! window, and a view of it (MapViewOfFile) that starts at the window's offset rounded down to
@@ -13,127 +12,20 @@ const windows = std.os.windows;
 const status_zig = @import("status.zig");
 const Status = status_zig.Status;
 const Mode = status_zig.Mode;
+const OpenRequest = status_zig.OpenRequest;
 const Advice = status_zig.Advice;
+const FileKind = status_zig.FileKind;
 const window_zig = @import("window.zig");
-
-const DWORD = windows.DWORD;
-const BOOL = windows.BOOL;
+const api = @import("windows_api.zig");
+const DWORD = api.DWORD;
 
 comptime {
     assert(builtin.os.tag == .windows);
     assert(@sizeOf(usize) == 8); // SIZE_T must hold any window that window.compute accepts.
 }
 
-extern "kernel32" fn CreateFileW(
-    path: [*:0]const u16,
-    access: DWORD,
-    share: DWORD,
-    security: ?*anyopaque,
-    creation: DWORD,
-    flags_and_attributes: DWORD,
-    template: ?windows.HANDLE,
-) callconv(.winapi) windows.HANDLE;
-extern "kernel32" fn CloseHandle(handle: windows.HANDLE) callconv(.winapi) BOOL;
-extern "kernel32" fn GetFileType(handle: windows.HANDLE) callconv(.winapi) DWORD;
-extern "kernel32" fn GetFileAttributesW(path: [*:0]const u16) callconv(.winapi) DWORD;
-extern "kernel32" fn GetFileSizeEx(handle: windows.HANDLE, size: *i64) callconv(.winapi) BOOL;
-extern "kernel32" fn SetFilePointerEx(
-    handle: windows.HANDLE,
-    distance: i64,
-    position: ?*i64,
-    method: DWORD,
-) callconv(.winapi) BOOL;
-extern "kernel32" fn SetEndOfFile(handle: windows.HANDLE) callconv(.winapi) BOOL;
-extern "kernel32" fn GetDiskFreeSpaceExW(
-    directory: ?[*:0]const u16,
-    available_to_caller: ?*u64,
-    total: ?*u64,
-    free_total: ?*u64,
-) callconv(.winapi) BOOL;
-extern "kernel32" fn GetFileInformationByHandleEx(
-    handle: windows.HANDLE,
-    class: c_int,
-    information: *anyopaque,
-    size: DWORD,
-) callconv(.winapi) BOOL;
-extern "kernel32" fn DeleteFileW(path: [*:0]const u16) callconv(.winapi) BOOL;
-extern "kernel32" fn CreateFileMappingW(
-    file: windows.HANDLE,
-    security: ?*anyopaque,
-    protection: DWORD,
-    maximum_size_high: DWORD,
-    maximum_size_low: DWORD,
-    name: ?[*:0]const u16,
-) callconv(.winapi) ?windows.HANDLE;
-extern "kernel32" fn MapViewOfFile(
-    section: windows.HANDLE,
-    access: DWORD,
-    offset_high: DWORD,
-    offset_low: DWORD,
-    length_bytes: usize,
-) callconv(.winapi) ?*anyopaque;
-extern "kernel32" fn UnmapViewOfFile(address: *const anyopaque) callconv(.winapi) BOOL;
-extern "kernel32" fn FlushViewOfFile(address: *const anyopaque, length_bytes: usize) callconv(.winapi) BOOL;
-extern "kernel32" fn FlushFileBuffers(handle: windows.HANDLE) callconv(.winapi) BOOL;
-extern "kernel32" fn PrefetchVirtualMemory(
-    process: windows.HANDLE,
-    entry_count: usize,
-    entries: [*]const MemoryRangeEntry,
-    flags: windows.ULONG,
-) callconv(.winapi) BOOL;
-extern "kernel32" fn GetCurrentProcess() callconv(.winapi) windows.HANDLE;
-extern "kernel32" fn GetSystemInfo(info: *windows.SYSTEM_INFO) callconv(.winapi) void;
-extern "kernel32" fn GetLastError() callconv(.winapi) DWORD;
-extern "kernel32" fn Sleep(milliseconds: DWORD) callconv(.winapi) void;
-
-const generic_read: DWORD = 0x8000_0000;
-const generic_write: DWORD = 0x4000_0000;
-const file_share_read: DWORD = 0x1;
-const file_share_write: DWORD = 0x2;
-const file_share_delete: DWORD = 0x4;
-const open_existing: DWORD = 3;
-const open_always: DWORD = 4;
-const error_already_exists: DWORD = 183;
-const file_standard_info_class: c_int = 1;
-const file_type_char: DWORD = 0x2;
-const file_type_pipe: DWORD = 0x3;
-const file_attribute_normal: DWORD = 0x80;
-const file_attribute_directory: DWORD = 0x10;
-const invalid_file_attributes: DWORD = 0xFFFF_FFFF;
-const file_type_disk: DWORD = 0x1;
-const file_begin: DWORD = 0;
-const page_readonly: DWORD = 0x02;
-const page_readwrite: DWORD = 0x04;
-const page_writecopy: DWORD = 0x08;
-const file_map_copy: DWORD = 0x1;
-const file_map_write: DWORD = 0x2;
-const file_map_read: DWORD = 0x4;
-const error_access_denied: DWORD = 5;
-const error_lock_violation: DWORD = 33;
-const error_no_unicode_translation: DWORD = 1113;
-
-/// `FILE_STANDARD_INFO`.
-const FileStandardInfo = extern struct {
-    allocation_size_bytes: i64,
-    end_of_file_bytes: i64,
-    links: DWORD,
-    delete_pending: u8,
-    directory: u8,
-};
-comptime {
-    assert(@sizeOf(FileStandardInfo) == 24);
-}
-
-/// `WIN32_MEMORY_RANGE_ENTRY`.
-const MemoryRangeEntry = extern struct {
-    address: usize,
-    length_bytes: usize,
-};
-comptime {
-    assert(@sizeOf(MemoryRangeEntry) == 16);
-}
-
-/// Paths arrive NUL-terminated in UTF-8 from root.zig, shorter than its 4096-byte buffer.
+/// Paths arrive NUL-terminated in UTF-8 from map_calls.zig, shorter than its 4096-byte buffer
+/// (c_path.length_max).
 /// UTF-16 never needs more code units than UTF-8 needs bytes, so this many units (plus the NUL)
 /// always suffice.
 const path_bytes_max = 4096;
@@ -146,31 +38,10 @@ const flush_attempts_max = 8;
 pub const Handle = windows.HANDLE;
 
 /// Everything needed to use and release one mapped window.
-pub const Mapping = struct {
-    /// The file (the name is shared with Linux, where it is a file descriptor).
-    fd: Handle,
-    /// The section object the view was mapped from.
-    section: Handle,
-    /// Start of the view (a multiple of the allocation granularity) and its length.
-    base: usize,
-    map_length_bytes: usize,
-    /// Where the window starts inside the view.
-    delta_bytes: usize,
-    length_bytes: u64,
-    file_offset: u64,
-    mode: Mode,
-    /// Opened with salvage (root.zig sets it after mapping; Linux only).
-    salvaged: bool = false,
-    /// Writes through the file descriptor: refused at open on Windows, so always false.
-    writes_to_file: bool = false,
-
-    pub fn window_address(mapping: *const Mapping) usize {
-        return mapping.base + mapping.delta_bytes;
-    }
-};
+pub const Mapping = window_zig.Mapping(Handle, Handle);
 
 pub fn last_error() i32 {
-    return @bitCast(GetLastError());
+    return @bitCast(api.GetLastError());
 }
 
 /// Maps a Win32 error code (GetLastError) to the stable status code.
@@ -206,7 +77,7 @@ pub fn status_from_errno(code: i32) Status {
 
 pub fn page_size() u64 {
     var info: windows.SYSTEM_INFO = undefined;
-    GetSystemInfo(&info);
+    api.GetSystemInfo(&info);
     const bytes: u64 = info.dwPageSize;
     assert(bytes > 0);
     assert(std.math.isPowerOfTwo(bytes));
@@ -217,7 +88,7 @@ pub fn page_size() u64 {
 /// (64 KiB on every Windows so far), not the page size.
 pub fn granularity() u64 {
     var info: windows.SYSTEM_INFO = undefined;
-    GetSystemInfo(&info);
+    api.GetSystemInfo(&info);
     const bytes: u64 = info.dwAllocationGranularity;
     assert(std.math.isPowerOfTwo(bytes));
     assert(bytes >= info.dwPageSize);
@@ -241,7 +112,7 @@ fn dword_low(value: u64) DWORD {
 
 pub fn file_size(fd: Handle) error{Failed}!u64 {
     var size: i64 = 0;
-    if (GetFileSizeEx(fd, &size) == 0) return error.Failed;
+    if (api.GetFileSizeEx(fd, &size) == 0) return error.Failed;
     assert(size >= 0);
     return @intCast(size);
 }
@@ -265,45 +136,38 @@ fn path_to_utf16(path: [*:0]const u8, buffer: *[path_bytes_max + 1]u16) ?[:0]con
 
 /// Opens `path` (UTF-8) and maps `[offset, offset + length)`; `length_requested == null` means
 /// "to the end of the file". On failure nothing is left open or mapped.
-pub fn map_open(
-    path: [*:0]const u8,
-    mode: Mode,
-    offset: u64,
-    length_requested: ?u64,
-    past_end: bool,
-    mapping: *Mapping,
-    file_size_out: *u64,
-) ?OpenError {
-    if (offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
+pub fn map_open(path: [*:0]const u8, request: OpenRequest, mapping: *Mapping, file_size_out: *u64) ?OpenError {
+    const mode = request.mode;
+    if (request.offset > window_zig.file_offset_max) return .{ .status = .overflow, .os_error = 0 };
     var path_buffer: [path_bytes_max + 1]u16 = undefined;
     const path_utf16 = path_to_utf16(path, &path_buffer) orelse {
-        return .{ .status = .invalid_argument, .os_error = @bitCast(error_no_unicode_translation) };
+        return .{ .status = .invalid_argument, .os_error = @bitCast(api.error_no_unicode_translation) };
     };
     const access: DWORD = switch (mode) {
         // PAGE_WRITECOPY needs only read access: private changes never reach the file.
-        .read, .copy_on_write => generic_read,
-        .read_write, .create => generic_read | generic_write,
+        .read, .copy_on_write => api.generic_read,
+        .read_write, .create => api.generic_read | api.generic_write,
     };
     // "w+" opens without truncating: size_for_create checks the space first.
-    const creation: DWORD = if (mode == .create) open_always else open_existing;
+    const creation: DWORD = if (mode == .create) api.open_always else api.open_existing;
     // Share everything, as POSIX does: other readers and writers, and deleting or renaming the
     // file while it is mapped. No security attributes: the handle is not inherited by children.
-    const fd = CreateFileW(
+    const fd = api.CreateFileW(
         path_utf16.ptr,
         access,
-        file_share_read | file_share_write | file_share_delete,
+        api.file_share_read | api.file_share_write | api.file_share_delete,
         null,
         creation,
-        file_attribute_normal,
+        api.file_attribute_normal,
         null,
     );
     if (fd == windows.INVALID_HANDLE_VALUE) return fail_open(path_utf16);
-    const created = mode == .create and GetLastError() != error_already_exists;
-    if (map_file(fd, path_utf16, mode, offset, length_requested, past_end, mapping, file_size_out)) |failure| {
+    const created = mode == .create and api.GetLastError() != api.error_already_exists;
+    if (map_file(fd, path_utf16, request, mapping, file_size_out)) |failure| {
         close_handle(fd);
         // A failed "w+" removes the file it created (the handle shares delete, so no other
         // opener is refused meanwhile).
-        if (created) _ = DeleteFileW(path_utf16.ptr);
+        if (created) _ = api.DeleteFileW(path_utf16.ptr);
         return failure;
     }
     assert(mapping.fd == fd);
@@ -314,34 +178,28 @@ pub fn map_open(
 /// ERROR_ACCESS_DENIED, which alone would read as a permission problem: look at the path.
 fn fail_open(path_utf16: [:0]const u16) OpenError {
     const failure = fail_last();
-    if (failure.os_error == error_access_denied) {
-        const attributes = GetFileAttributesW(path_utf16.ptr);
-        if (attributes != invalid_file_attributes and attributes & file_attribute_directory != 0) {
+    if (failure.os_error == api.error_access_denied) {
+        const attributes = api.GetFileAttributesW(path_utf16.ptr);
+        if (attributes != api.invalid_file_attributes and attributes & api.file_attribute_directory != 0) {
             return .{ .status = .is_directory, .os_error = failure.os_error };
         }
     }
     return failure;
 }
 
-fn map_file(
-    fd: Handle,
-    path_utf16: [:0]const u16,
-    mode: Mode,
-    offset: u64,
-    length_requested: ?u64,
-    past_end: bool,
-    mapping: *Mapping,
-    file_size_out: *u64,
-) ?OpenError {
+fn map_file(fd: Handle, path_utf16: [:0]const u16, request: OpenRequest, mapping: *Mapping, file_size_out: *u64) ?OpenError {
+    const mode = request.mode;
+    const offset = request.offset;
+    const length_requested = request.length_requested;
     // Devices, pipes and consoles open too; only a disk file can back a section. The kind is
-    // reported as on Linux (os_linux.FileKind): 2 a character device, 1 a pipe.
-    const file_type = GetFileType(fd);
-    if (file_type != file_type_disk) {
-        const kind: u32 = if (file_type == file_type_char) 2 else if (file_type == file_type_pipe) 1 else 0;
-        return .{ .status = .not_regular_file, .os_error = 0, .file_kind = kind };
+    // reported with Linux's numbers (status.zig FileKind).
+    const file_type = api.GetFileType(fd);
+    if (file_type != api.file_type_disk) {
+        const kind: FileKind = if (file_type == api.file_type_char) .character_device else if (file_type == api.file_type_pipe) .fifo else .unknown;
+        return .{ .status = .not_regular_file, .os_error = 0, .file_kind = @intFromEnum(kind) };
     }
     var size: i64 = 0;
-    if (GetFileSizeEx(fd, &size) == 0) return fail_last();
+    if (api.GetFileSizeEx(fd, &size) == 0) return fail_last();
     assert(size >= 0);
     const size_bytes: u64 = @intCast(size);
 
@@ -352,37 +210,35 @@ fn map_file(
         file_size_out.* = offset + length_bytes;
     } else {
         // `past_end` is not supported: a read-only section cannot reach past the file.
-        _ = past_end;
         if (window_zig.check_existing(size_bytes, offset, length_requested)) |status| return .{ .status = status, .os_error = 0 };
         length_bytes = length_requested orelse size_bytes - offset;
         file_size_out.* = size_bytes;
     }
-
     const window = window_zig.compute(offset, length_bytes, granularity()) catch |err| {
         return .{ .status = if (err == error.Overflow) .overflow else .invalid_argument, .os_error = 0 };
     };
+    const failure = map_view(fd, mode, window, mapping) orelse return null;
+    if (mode == .create) give_back(fd);
+    return failure;
+}
+
+/// Maps `window` of the open file `fd`: a section that ends where the window ends and a view from
+/// the window's offset rounded down to the granularity.
+fn map_view(fd: Handle, mode: Mode, window: window_zig.Window, mapping: *Mapping) ?OpenError {
+    const offset = window.map_offset + window.delta_bytes;
+    const length_bytes = window.length_bytes;
     const protection: DWORD, const view_access: DWORD = switch (mode) {
-        .read => .{ page_readonly, file_map_read },
-        .read_write, .create => .{ page_readwrite, file_map_write },
-        .copy_on_write => .{ page_writecopy, file_map_copy },
+        .read => .{ api.page_readonly, api.file_map_read },
+        .read_write, .create => .{ api.page_readwrite, api.file_map_write },
+        .copy_on_write => .{ api.page_writecopy, api.file_map_copy },
     };
     // The section ends where the window ends: never past the file, which a read-only section
     // could not grow and a writable one would silently grow.
     const section_bytes = window.map_offset + window.map_length_bytes;
     assert(section_bytes == offset + length_bytes);
-    const section = CreateFileMappingW(
-        fd,
-        null,
-        protection,
-        dword_high(section_bytes),
-        dword_low(section_bytes),
-        null,
-    ) orelse {
-        const failure = fail_last();
-        if (mode == .create) give_back(fd);
-        return failure;
-    };
-    const base = MapViewOfFile(
+    const section = api.CreateFileMappingW(fd, null, protection, dword_high(section_bytes), dword_low(section_bytes), null) orelse
+        return fail_last();
+    const base = api.MapViewOfFile(
         section,
         view_access,
         dword_high(window.map_offset),
@@ -391,20 +247,10 @@ fn map_file(
     ) orelse {
         const failure = fail_last();
         close_handle(section);
-        if (mode == .create) give_back(fd);
         return failure;
     };
     assert(@intFromPtr(base) % granularity() == 0);
-    mapping.* = .{
-        .fd = fd,
-        .section = section,
-        .base = @intFromPtr(base),
-        .map_length_bytes = @intCast(window.map_length_bytes),
-        .delta_bytes = @intCast(window.delta_bytes),
-        .length_bytes = length_bytes,
-        .file_offset = offset,
-        .mode = mode,
-    };
+    mapping.* = Mapping.init(fd, section, @intFromPtr(base), window, mode);
     return null;
 }
 
@@ -432,8 +278,8 @@ fn size_for_create(fd: Handle, path_utf16: [:0]const u16, offset: u64, length_by
 
 fn set_end(fd: Handle, end: u64) bool {
     assert(end <= window_zig.file_offset_max);
-    if (SetFilePointerEx(fd, @intCast(end), null, file_begin) == 0) return false;
-    return SetEndOfFile(fd) != 0;
+    if (api.SetFilePointerEx(fd, @intCast(end), null, api.file_begin) == 0) return false;
+    return api.SetEndOfFile(fd) != 0;
 }
 
 /// After a failed sizing: a file of 0 bytes holds no clusters.
@@ -455,8 +301,8 @@ const FsFullSizeInformation = extern struct {
 /// file itself, so any form of path (relative, drive-relative, \\?\) is checked. An estimate
 /// that errs toward trying: when a number cannot be had, the sizing decides.
 fn check_space(fd: Handle, end: u64) ?OpenError {
-    var old: FileStandardInfo = undefined;
-    if (GetFileInformationByHandleEx(fd, file_standard_info_class, &old, @sizeOf(FileStandardInfo)) == 0) return null;
+    var old: api.FileStandardInfo = undefined;
+    if (api.GetFileInformationByHandleEx(fd, api.file_standard_info_class, &old, @sizeOf(api.FileStandardInfo)) == 0) return null;
     var io: windows.IO_STATUS_BLOCK = undefined;
     var info: FsFullSizeInformation = undefined;
     const rc = windows.ntdll.NtQueryVolumeInformationFile(fd, &io, &info, @sizeOf(FsFullSizeInformation), .FileFsFullSizeInformation);
@@ -470,12 +316,12 @@ fn check_space(fd: Handle, end: u64) ?OpenError {
 }
 
 fn close_handle(handle: Handle) void {
-    const closed = CloseHandle(handle);
+    const closed = api.CloseHandle(handle);
     assert(closed != 0); // Only fails for a handle we do not own.
 }
 
 pub fn unmap(mapping: *const Mapping) void {
-    const unmapped = UnmapViewOfFile(@ptrFromInt(mapping.base));
+    const unmapped = api.UnmapViewOfFile(@ptrFromInt(mapping.base));
     assert(unmapped != 0); // Only fails for an address that is not a view.
     close_handle(mapping.section);
     close_handle(mapping.fd);
@@ -490,35 +336,25 @@ pub fn release_keep_range(mapping: *const Mapping) void {
     close_handle(mapping.fd);
 }
 
-/// The page-aligned address range covering `[position, position + length)` of the window.
-fn page_range(mapping: *const Mapping, position: u64, length_bytes: u64) struct { start: usize, length_bytes: usize } {
-    assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
-    const page: usize = @intCast(page_size());
-    const first = mapping.window_address() + @as(usize, @intCast(position));
-    const start = first & ~(page - 1);
-    assert(start >= mapping.base);
-    return .{ .start = start, .length_bytes = first + @as(usize, @intCast(length_bytes)) - start };
-}
-
 /// FlushViewOfFile starts the write-back of the range's dirty pages but does not wait for the
 /// device; FlushFileBuffers then does (the pair is Windows' msync(MS_SYNC)).
 pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error: *i32) Status {
     if (length_bytes == 0) return .ok;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     // A read-only view has nothing dirty (and its read-only handle could not be flushed); a
     // copy-on-write view's changes never reach the file.
     if (mapping.mode == .read or mapping.mode == .copy_on_write) return .ok;
     const start: *const anyopaque = @ptrFromInt(range.start);
     for (0..flush_attempts_max) |attempt| {
-        if (FlushViewOfFile(start, range.length_bytes) != 0) break;
-        const code = GetLastError();
-        if (code != error_lock_violation or attempt + 1 == flush_attempts_max) {
+        if (api.FlushViewOfFile(start, range.length_bytes) != 0) break;
+        const code = api.GetLastError();
+        if (code != api.error_lock_violation or attempt + 1 == flush_attempts_max) {
             os_error.* = @bitCast(code);
             return status_from_errno(os_error.*);
         }
-        Sleep(@as(DWORD, 1) << @intCast(attempt));
+        api.Sleep(@as(DWORD, 1) << @intCast(attempt));
     } else unreachable;
-    if (FlushFileBuffers(mapping.fd) != 0) return .ok;
+    if (api.FlushFileBuffers(mapping.fd) != 0) return .ok;
     os_error.* = last_error();
     return status_from_errno(os_error.*);
 }
@@ -527,13 +363,13 @@ pub fn flush(mapping: *const Mapping, position: u64, length_bytes: u64, os_error
 /// are hints the memory manager has no way to take for a file view, so they succeed unchanged.
 pub fn advise(mapping: *const Mapping, position: u64, length_bytes: u64, advice: Advice, os_error: *i32) Status {
     if (length_bytes == 0) return .ok;
-    const range = page_range(mapping, position, length_bytes);
+    const range = mapping.page_range(position, length_bytes, @intCast(page_size()));
     switch (advice) {
         .normal, .sequential, .random, .dont_need => return .ok,
         .will_need => {},
     }
-    const entries = [1]MemoryRangeEntry{.{ .address = range.start, .length_bytes = range.length_bytes }};
-    if (PrefetchVirtualMemory(GetCurrentProcess(), entries.len, &entries, 0) != 0) return .ok;
+    const entries = [1]api.MemoryRangeEntry{.{ .address = range.start, .length_bytes = range.length_bytes }};
+    if (api.PrefetchVirtualMemory(api.GetCurrentProcess(), entries.len, &entries, 0) != 0) return .ok;
     os_error.* = last_error();
     return status_from_errno(os_error.*);
 }
@@ -541,7 +377,7 @@ pub fn advise(mapping: *const Mapping, position: u64, length_bytes: u64, advice:
 pub const Populate = enum { ok, unsupported, failed };
 
 /// Windows has no call that faults a range in and reports the failing page (PrefetchVirtualMemory
-/// is asynchronous and silent), so root.zig touches the pages through the guard instead.
+/// is asynchronous and silent), so map_calls.zig touches the pages through the guard instead.
 pub fn populate(mapping: *const Mapping, position: u64, length_bytes: u64, write: bool, os_error: *i32) Populate {
     assert(window_zig.range_inside(position, length_bytes, mapping.length_bytes));
     assert(!write or mapping.mode.writable());

@@ -5,6 +5,10 @@
 const std = @import("std");
 const assert = std.debug.assert;
 
+/// Bumped whenever a signature or a record layout of the C ABI changes; ffi/library.ts refuses a
+/// library of another version before any other call.
+pub const abi_version: u32 = 4;
+
 pub const Status = enum(i32) {
     ok = 0,
     /// A null pointer, a non-integer or negative number, an unknown mode or advice.
@@ -139,7 +143,7 @@ comptime {
     assert(@offsetOf(OpenResult, "file_kind") == 28);
 }
 
-/// Why an open failed (both platforms), with what root.zig reports in the OpenResult record.
+/// Why an open failed (both platforms), with what map_calls.zig reports in the OpenResult record.
 pub const OpenError = struct {
     status: Status,
     /// errno / GetLastError of the failing call; 0 when a check refused before any call failed.
@@ -151,6 +155,17 @@ pub const OpenError = struct {
     limit_bytes: u64 = 0,
     /// `no_space` from the space check: the bytes the file system can give it.
     available_bytes: u64 = 0,
+};
+
+/// What gm_open asks of the platform's map_open (os_linux.zig, os_windows.zig).
+pub const OpenRequest = struct {
+    mode: Mode,
+    /// The window's first byte in the file.
+    offset: u64,
+    /// The window's length; null: to the end of the file.
+    length_requested: ?u64,
+    /// Map the window even where it reaches past the end of the file (OpenFlags.past_end).
+    past_end: bool,
 };
 
 pub const Mode = enum(u32) {
@@ -166,6 +181,47 @@ pub const Mode = enum(u32) {
     pub fn writable(mode: Mode) bool {
         return mode != .read;
     }
+};
+
+/// gm_open's `flags` argument, bit by bit. Unknown bits are refused (`invalid_argument`).
+pub const OpenFlags = packed struct(u32) {
+    /// `length` is given (otherwise the window runs to the end of the file).
+    length_given: bool = false,
+    /// Map the window even where it reaches past the end of the file (modes r, r+ and c). For
+    /// re-opening a window that existed before the file shrank: pages past the end fault, and
+    /// the guarded copies report it.
+    past_end: bool = false,
+    /// Salvage faults outside the guarded copy (Linux): a lost page of the window reads as zeros
+    /// and the fault is reported by the map's next call. See salvage.zig.
+    salvage: bool = false,
+    /// `gm_write` writes through the file descriptor (pwrite) instead of the mapping (Linux;
+    /// modes r+ and w+; not with salvage). A write through a mapping dirties whole page-cache
+    /// folios (1 MiB measured on ext4), so a flush after a 4 KiB write writes back 1 MiB; pwrite
+    /// dirties only the blocks written, and an error the file system gives at write time
+    /// (ENOSPC; EIO on write-through file systems such as FUSE) comes back from the call itself.
+    writes_to_file: bool = false,
+    /// Must be zero.
+    unknown: u28 = 0,
+};
+
+comptime {
+    assert(@bitOffsetOf(OpenFlags, "length_given") == 0);
+    assert(@bitOffsetOf(OpenFlags, "past_end") == 1);
+    assert(@bitOffsetOf(OpenFlags, "salvage") == 2);
+    assert(@bitOffsetOf(OpenFlags, "writes_to_file") == 3);
+}
+
+/// The kind of file a path names, in OpenResult.file_kind: S_IFMT >> 12 as on Linux; Windows
+/// reports the same numbers for the kinds it can tell apart.
+pub const FileKind = enum(u32) {
+    unknown = 0,
+    fifo = 1,
+    character_device = 2,
+    directory = 4,
+    block_device = 6,
+    regular = 8,
+    symlink = 10,
+    socket = 12,
 };
 
 pub const Advice = enum(u32) {

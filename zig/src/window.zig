@@ -7,6 +7,7 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const Status = @import("status.zig").Status;
+const Mode = @import("status.zig").Mode;
 
 /// The largest file offset the OS file APIs accept (off_t and LARGE_INTEGER are signed 64-bit).
 pub const file_offset_max: u64 = std.math.maxInt(i64);
@@ -77,6 +78,89 @@ pub fn range_inside(position: u64, length_bytes: u64, window_length_bytes: u64) 
     if (position > window_length_bytes) return false;
     return length_bytes <= window_length_bytes - position;
 }
+
+/// A range of a window, from the f64 position and length of a call.
+pub const Range = struct { position: u64, length_bytes: u64 };
+
+/// Null unless both are exact non-negative integers (see `integer_from_f64`).
+pub fn parse_range(position: f64, length: f64) ?Range {
+    return .{
+        .position = integer_from_f64(position) orelse return null,
+        .length_bytes = integer_from_f64(length) orelse return null,
+    };
+}
+
+/// `count` ranges of `length_bytes` each (gm_read_many and its pool twin).
+pub const Batch = struct { count: u64, length_bytes: u64 };
+
+/// A batch of `count` ranges of `length` bytes each, for a target of `target_length` bytes: exact
+/// non-negative integers, and the ranges fit the target.
+pub fn parse_batch(count: f64, length: f64, target_length: f64) ?Batch {
+    const batch: Batch = .{
+        .count = integer_from_f64(count) orelse return null,
+        .length_bytes = integer_from_f64(length) orelse return null,
+    };
+    const target_bytes = integer_from_f64(target_length) orelse return null;
+    const total_bytes = std.math.mul(u64, batch.count, batch.length_bytes) catch return null;
+    if (total_bytes > target_bytes) return null;
+    return batch;
+}
+
+/// One mapped window, as both platforms' os_*.zig hold it. `Handle` is the file's handle type;
+/// `Section` the kernel object a Windows view is mapped from (void on Linux, which has none).
+pub fn Mapping(comptime Handle: type, comptime Section: type) type {
+    return struct {
+        const Self = @This();
+
+        /// The file (a descriptor on Linux, a HANDLE on Windows).
+        fd: Handle,
+        section: Section,
+        /// Start of the kernel mapping (aligned to the granularity) and its length.
+        base: usize,
+        map_length_bytes: usize,
+        /// Where the window starts inside the kernel mapping.
+        delta_bytes: usize,
+        length_bytes: u64,
+        file_offset: u64,
+        mode: Mode,
+        /// Opened with salvage (map_calls.zig sets it after mapping; Linux only).
+        salvaged: bool = false,
+        /// Writes go through the file descriptor (pwrite), not the mapping (map_calls.zig sets
+        /// it; refused at open on Windows).
+        writes_to_file: bool = false,
+
+        pub fn init(fd: Handle, section: Section, base: usize, window: Window, mode: Mode) Self {
+            assert(window.map_length_bytes == window.delta_bytes + window.length_bytes);
+            return .{
+                .fd = fd,
+                .section = section,
+                .base = base,
+                .map_length_bytes = @intCast(window.map_length_bytes),
+                .delta_bytes = @intCast(window.delta_bytes),
+                .length_bytes = window.length_bytes,
+                .file_offset = window.map_offset + window.delta_bytes,
+                .mode = mode,
+            };
+        }
+
+        pub fn window_address(mapping: *const Self) usize {
+            return mapping.base + mapping.delta_bytes;
+        }
+
+        /// The address range of whole pages covering `[position, position + length)` of the
+        /// window.
+        pub fn page_range(mapping: *const Self, position: u64, length_bytes: u64, page_bytes: usize) PageRange {
+            assert(range_inside(position, length_bytes, mapping.length_bytes));
+            assert(std.math.isPowerOfTwo(page_bytes));
+            const first = mapping.window_address() + @as(usize, @intCast(position));
+            const start = first & ~(page_bytes - 1);
+            assert(start >= mapping.base);
+            return .{ .start = start, .length_bytes = first + @as(usize, @intCast(length_bytes)) - start };
+        }
+    };
+}
+
+pub const PageRange = struct { start: usize, length_bytes: usize };
 
 const testing = std.testing;
 const page: u64 = 4096;
