@@ -28,17 +28,17 @@
  *
  * @module
  */
-export {
-  type Advice,
-  type ElementArray,
-  type ElementArrayConstructor,
-  type MapMode,
-  MappedFile,
-  type OpenOptions,
-  type PrefaultOptions,
-  type SalvagedFaults,
-  type WindowRange,
-} from "./ffi/mapped_file.ts";
+export { MappedFile } from "./ffi/mapped_file.ts";
+export type {
+  Advice,
+  ElementArray,
+  ElementArrayConstructor,
+  MapMode,
+  OpenOptions,
+  PrefaultOptions,
+  SalvagedFaults,
+  WindowRange,
+} from "./ffi/types.ts";
 export {
   FileTooLargeError,
   type FileTooLargeErrorOptions,

@@ -126,6 +126,15 @@ export const OPEN_RESULT = {
   fileKind: 28,
 } as const;
 
+/**
+ * Byte offsets of what `gm_salvage_faults` writes (two u64): how many pages were salvaged, and
+ * the window offset of the lowest faulting address (all ones when there was none).
+ */
+export const SALVAGE_FAULTS = { sizeBytes: 16, count: 0, firstWindowOffset: 8 } as const;
+
+/** Bytes of what `gm_file_size` writes: the file's size, one u64. */
+export const FILE_SIZE_BYTES = 8;
+
 /** Bytes before the staging area in a MapPool channel (zig/src/channel.zig `header_bytes`). */
 export const CHANNEL_HEADER_BYTES = 4096;
 

@@ -9,15 +9,16 @@
  *
  * @module
  */
-import type { Advice } from "./mapped_file.ts";
+import type { Advice } from "./types.ts";
+import { ADVICE } from "./abi.ts";
 
-/** The library's numbers for each advice (zig/src/status.zig `Advice`). */
-const ADVICE: Record<Advice, number> = {
-  normal: 0,
-  sequential: 1,
-  random: 2,
-  willneed: 3,
-  dontneed: 4,
+/** The library's number for each advice name users write. */
+const ADVICE_NUMBERS: Record<Advice, number> = {
+  normal: ADVICE.normal,
+  sequential: ADVICE.sequential,
+  random: ADVICE.random,
+  willneed: ADVICE.willNeed,
+  dontneed: ADVICE.dontNeed,
 };
 
 /**
@@ -30,12 +31,14 @@ const ADVICE: Record<Advice, number> = {
  * ```
  */
 export function adviceNumber(advice: unknown): number {
-  if (typeof advice !== "string" || !Object.hasOwn(ADVICE, advice)) {
+  if (typeof advice !== "string" || !Object.hasOwn(ADVICE_NUMBERS, advice)) {
     throw new TypeError(
-      `advise: advice must be one of ${Object.keys(ADVICE).join(", ")}, got ${describe(advice)}`,
+      `advise: advice must be one of ${Object.keys(ADVICE_NUMBERS).join(", ")}, got ${
+        describe(advice)
+      }`,
     );
   }
-  return ADVICE[advice as Advice];
+  return ADVICE_NUMBERS[advice as Advice];
 }
 
 /**
@@ -114,6 +117,24 @@ export function checkCount(value: unknown, operation: string, name: string): num
     throw new RangeError(`${operation}: ${name} must be a non-negative integer, got ${value}`);
   }
   return value;
+}
+
+/**
+ * The byte position of element `index` (checked as in {@linkcode checkCount}) of elements of
+ * `bytesPerElement` bytes.
+ *
+ * @example
+ * ```ts
+ * import { elementPosition } from "./arguments.ts";
+ * console.log(elementPosition(3, 8, "readArray")); // 24
+ * ```
+ */
+export function elementPosition(
+  index: unknown,
+  bytesPerElement: number,
+  operation: string,
+): number {
+  return checkCount(index, operation, "index") * bytesPerElement;
 }
 
 /**

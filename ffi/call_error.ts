@@ -6,6 +6,8 @@
  */
 import { errorCodeOf, Status } from "./status.ts";
 import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
+import { decodeDetail, DETAIL } from "./abi.ts";
+import type { SalvagedFaults } from "./types.ts";
 
 /** What was being done, on which window, and where to find the details. */
 export interface CallContext {
@@ -20,7 +22,7 @@ export interface CallContext {
   /** File offset and length of the window. */
   windowOffset: number;
   windowLength: number;
-  /** The library's 32-byte detail record for this call. */
+  /** The library's detail record for this call (`DETAIL` in ./abi.ts). */
   detail: DataView;
   /** The file's current size, if it can be had. */
   fileSize: () => number | undefined;
@@ -32,9 +34,10 @@ export interface CallContext {
  * @example
  * ```ts
  * import { callError } from "./call_error.ts";
+ * import { DETAIL } from "./abi.ts";
  * const error = callError(2, {
  *   operation: "read", position: 10, length: 5, path: "/tmp/x", mode: "r",
- *   windowOffset: 0, windowLength: 12, detail: new DataView(new ArrayBuffer(32)),
+ *   windowOffset: 0, windowLength: 12, detail: new DataView(new ArrayBuffer(DETAIL.sizeBytes)),
  *   fileSize: () => 12,
  * });
  * console.log(error instanceof RangeError); // true
@@ -73,17 +76,18 @@ export function callError(status: number, call: CallContext): Error {
     default:
       return new GuardmapError(
         `${operation} on "${path}" failed: ${errorCodeOf(status)} (status ${status}, ` +
-          `os error ${call.detail.getInt32(16, true)})`,
+          `os error ${call.detail.getInt32(DETAIL.osError, true)})`,
         { code: errorCodeOf(status), status, path },
       );
   }
 }
 
 function faultError(status: number, call: CallContext): MappedIOError {
-  const { detail, position, length, windowOffset, path } = call;
+  const { position, length, windowOffset, path } = call;
   const operation = call.operation === "advise" ? "check" : call.operation;
-  const copied = Number(detail.getBigUint64(0, true));
-  const faultOffset = Number(detail.getBigUint64(8, true));
+  const detail = decodeDetail(call.detail);
+  const copied = detail.bytesDone;
+  const faultOffset = detail.faultWindowOffset;
   // prefault reports the failing page itself; a copy reports how far it got; flush and advise
   // report no place, only that the range failed.
   let failedAt = operation === "prefault"
@@ -100,7 +104,7 @@ function faultError(status: number, call: CallContext): MappedIOError {
   }
   const bytesTransferred = operation === "prefault" ? copied : failedAt - position;
   const fileOffset = windowOffset + failedAt;
-  const signal = signalName(detail.getInt32(20, true));
+  const signal = signalName(detail.signal);
   const cause = reason === "truncated"
     ? `the file was truncated to ${fileSize} bytes while mapped`
     : status === Status.no_space
@@ -123,7 +127,7 @@ function faultError(status: number, call: CallContext): MappedIOError {
       code: errorCodeOf(status),
       status,
       path,
-      osError: detail.getInt32(16, true),
+      osError: detail.osError,
       operation,
       position: failedAt,
       fileOffset,
@@ -141,4 +145,47 @@ function signalName(signal: number): string | undefined {
     return signal === -1073741818 ? "EXCEPTION_IN_PAGE_ERROR" : "EXCEPTION_ACCESS_VIOLATION";
   }
   return signal === 7 ? "SIGBUS" : signal === 11 ? "SIGSEGV" : `signal ${signal}`;
+}
+
+/**
+ * The error of `operation` on a map opened with `salvage: true` whose zero-copy views touched
+ * `faults.count` pages that could not be read; `fileSize` is the file's size now, if known.
+ *
+ * @example
+ * ```ts
+ * import { salvagedError } from "./call_error.ts";
+ * const window = { path: "/tmp/x", offset: 0 };
+ * const error = salvagedError(window, "read", { count: 1, fileOffset: 8192 }, 4096);
+ * console.log(error.reason); // "truncated"
+ * ```
+ */
+export function salvagedError(
+  window: { readonly path: string; readonly offset: number },
+  operation: MappedOperation,
+  faults: SalvagedFaults,
+  fileSize: number | undefined,
+): MappedIOError {
+  const { path } = window;
+  const fileOffset = faults.fileOffset ?? window.offset;
+  const reason = fileSize !== undefined && fileSize <= fileOffset ? "truncated" : "io";
+  return new MappedIOError(
+    `${operation} on "${path}": a zero-copy view touched ${faults.count} page(s) that ` +
+      `could not be read, the first at file offset ${fileOffset}` +
+      `${reason === "truncated" ? ` (the file was truncated to ${fileSize} bytes)` : ""}. ` +
+      "guardmap replaced them with zeros: what was read there is zeros, and what was written " +
+      "there will not reach the file (flush fails for this map from now on). Map the file " +
+      "again to see its current contents.",
+    {
+      code: "EIO",
+      status: Status.io,
+      path,
+      operation,
+      position: fileOffset - window.offset,
+      fileOffset,
+      bytesTransferred: 0,
+      reason,
+      fileSize,
+      signal: "SIGBUS",
+    },
+  );
 }

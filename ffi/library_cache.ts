@@ -22,7 +22,8 @@
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { decodePrebuilt, type Prebuilt, sha256Hex } from "./library_prebuilt.ts";
+import { decodePrebuilt, sha256Hex } from "./library_prebuilt.ts";
+import type { Prebuilt } from "./prebuilt_type.ts";
 
 /** The cache cannot be used: `message` names the path and the permission or fix. */
 export class CacheUnavailable extends Error {

@@ -20,7 +20,8 @@
  *
  * @module
  */
-import { decodePrebuilt, type Prebuilt, sha256Hex } from "./library_prebuilt.ts";
+import { decodePrebuilt, sha256Hex } from "./library_prebuilt.ts";
+import type { Prebuilt } from "./prebuilt_type.ts";
 import type { VerifiedFile } from "./library_cache.ts";
 
 const libcSymbols = {

@@ -14,20 +14,9 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
+import type { Prebuilt } from "./prebuilt_type.ts";
 
-/** A library embedded by `tools/dev package`: the shape of every generated module's export. */
-export interface Prebuilt {
-  /** The Zig target it was built for, e.g. `x86_64-linux-gnu`. */
-  readonly target: string;
-  /** The library's file name in `zig-out`, e.g. `libguardmap.so`. */
-  readonly fileName: string;
-  /** The library's size in bytes, decompressed. */
-  readonly byteLength: number;
-  /** The library's SHA-256, lower-case hex. */
-  readonly sha256: string;
-  /** The library, gzip-compressed, then base64-encoded. */
-  readonly gzipBase64: string;
-}
+export type { Prebuilt };
 
 /** Why there is no embedded library, when there is none (for the NO_LIBRARY message). */
 let missingReason = "";

@@ -6,155 +6,51 @@
  */
 import { native } from "./library.ts";
 import { Status } from "./status.ts";
-import { GuardmapError, MapClosedError, MappedIOError, type MappedOperation } from "./errors.ts";
-import { callError } from "./call_error.ts";
-import { asBytes, checkPosition } from "./bytes.ts";
+import { GuardmapError, MapClosedError, type MappedOperation } from "./errors.ts";
+import { salvagedError } from "./call_error.ts";
+import { asBytes } from "./bytes.ts";
+import { checkCount, elementPosition, elementSize, elementTypeSize } from "./arguments.ts";
+import { resolveOpen } from "./open_options.ts";
+import { noteRelease } from "./gc_nudge.ts";
+import { DETAIL } from "./abi.ts";
 import {
-  adviceNumber,
-  checkCount,
-  elementSize,
-  elementTypeSize,
-  prefaultRange,
-  windowRange,
-} from "./arguments.ts";
-import { batchError, checkReadMany, splitBatchCount } from "./read_many.ts";
-import { MODES, openError, openFailure, resolveOpen } from "./open_options.ts";
-import { noteOpen, noteRelease } from "./gc_nudge.ts";
-
-/**
- * How a file is mapped, as in `numpy.memmap`:
- * - `"r"`: read-only, shared (the default);
- * - `"r+"`: read-write, shared; the file must already cover the window;
- * - `"w+"`: create or truncate the file, then size it to `offset + length` and reserve its blocks
- *   (so a full disk fails at open, not later); needs `length`. Before it truncates anything it
- *   checks the process's file-size limit (`RLIMIT_FSIZE`), the file system's largest file and
- *   the free space (counting the blocks the old file gives back): when one of them says no, the
- *   open throws and the file keeps its content and size. If the reservation still fails after
- *   that (another writer took the space, a quota, file-system metadata the estimate cannot
- *   see), the old content is already gone: the file is left at 0 bytes, every block the attempt
- *   took is given back, and a file the open created is removed. On Windows the space check
- *   is the same (the caller's free space, quotas included), but the largest file is only found
- *   by the sizing itself, after the truncation;
- * - `"c"`: copy-on-write, private: writes are visible through this map only, never in the file.
- */
-export type MapMode = "r" | "r+" | "w+" | "c";
-
-/** Options of {@linkcode MappedFile.open}. */
-export interface OpenOptions {
-  /** How to map the file; default `"r"`. */
-  mode?: MapMode;
-  /** File offset of the window's first byte, any byte offset; default 0. */
-  offset?: number | bigint;
-  /** Length of the window in bytes; default: the rest of the file. Required for `"w+"`. */
-  length?: number | bigint;
-  /**
-   * Linux, in-process only: let zero-copy views survive I/O errors. When code outside
-   * guardmap's copies (JavaScript reading `unsafeView()`, say) touches a page that cannot be
-   * read, guardmap maps a page of zeros there instead of letting SIGBUS kill the process: the
-   * access goes on and reads zeros. The fault is then reported by the map's next `read`,
-   * `write` or `check()` (once per new fault) and by every later `flush()`, because writes that
-   * landed on such a page never reach the file. See `faults`. Default false.
-   */
-  salvage?: boolean;
-  /**
-   * How `write` reaches the file, modes `"r+"` and `"w+"` (Linux): `"map"` (the default) copies
-   * into the mapping through the guard; `"pwrite"` writes through the file descriptor. The map
-   * sees the bytes either way (one page cache). With `"map"` the kernel marks whole page-cache
-   * folios dirty (1 MiB was measured on ext4), so `flush()` after a 4 KiB write writes about
-   * 1 MiB to the device; with `"pwrite"` only the blocks written become dirty. Errors the file
-   * system gives at write time (`ENOSPC` mostly; `EIO` on file systems that write through, such
-   * as FUSE and many network ones) are thrown by `write` itself; on ext4 and the like a failing
-   * device is still reported by `flush()`. A write reaching past
-   * the file's current end (truncated under the map) is written up to the end and throws there,
-   * even inside the last partial page (which a write through the map would take without error);
-   * it does not grow the file back, unless a truncation races with the call (the size is read
-   * just before the `pwrite`). Not with `salvage`.
-   */
-  writes?: "map" | "pwrite";
-}
-
-/** Faults salvaged on a map opened with `salvage: true`. */
-export interface SalvagedFaults {
-  /** How many pages were replaced by zeros. */
-  count: number;
-  /** File offset of the lowest faulting address, or undefined when there was none. */
-  fileOffset: number | undefined;
-}
-
-/** A hint to the kernel about how the window will be used (madvise). */
-export type Advice = "normal" | "sequential" | "random" | "willneed" | "dontneed";
-
-/** A byte range of the window; both fields default to the whole window. */
-export interface WindowRange {
-  /** Offset in the window; default 0. */
-  position?: number;
-  /** Length in bytes; default: to the end of the window. */
-  length?: number;
-}
-
-/** Options of {@linkcode MappedFile.prefault}. */
-export interface PrefaultOptions extends WindowRange {
-  /** Fault the pages in writable (for a window about to be written); default false. */
-  write?: boolean;
-}
-
-/** A typed array class that `readArray` can fill. */
-export type ElementArray =
-  | Int8Array
-  | Uint8Array
-  | Uint8ClampedArray
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | BigUint64Array;
-
-/** The constructor of an {@linkcode ElementArray}, such as `Float64Array`. */
-export interface ElementArrayConstructor<T extends ElementArray> {
-  /** Creates a zero-filled array of `length` elements. */
-  new (length: number): T;
-  /** Size of one element in bytes. */
-  readonly BYTES_PER_ELEMENT: number;
-}
-
-const OPEN_FLAG_LENGTH_GIVEN = 1;
-const OPEN_FLAG_SALVAGE = 4;
-const OPEN_FLAG_WRITES_TO_FILE = 8;
+  closeMap,
+  fileSizeCall,
+  fileSizeOf,
+  forgetLeak,
+  type LeakedMap,
+  mapView,
+  salvagedFaults,
+  watchLeak,
+} from "./map_handle.ts";
+import {
+  adviseArguments,
+  callFailure,
+  copyArguments,
+  type FailureSource,
+  flushArguments,
+  openInProcess,
+  positionsChanged,
+  prefaultArguments,
+  readManyFailure,
+  readManyPositions,
+  type WindowOperation,
+} from "./window.ts";
+import type {
+  Advice,
+  ElementArray,
+  ElementArrayConstructor,
+  MapMode,
+  OpenOptions,
+  PrefaultOptions,
+  SalvagedFaults,
+  WindowRange,
+} from "./types.ts";
 
 // One detail record per isolate, written by the library only when a call fails. Reused so the
 // copy path allocates nothing.
-const detail = new Uint8Array(32);
+const detail = new Uint8Array(DETAIL.sizeBytes);
 const detailView = new DataView(detail.buffer);
-const sizeOut = new Uint8Array(8);
-const sizeView = new DataView(sizeOut.buffer);
-const encoder = new TextEncoder();
-
-/** What the finalizer of a map that was never closed needs: its handle and its view, if any. */
-interface Leaked {
-  handle: number;
-  view: WeakRef<ArrayBuffer> | undefined;
-}
-
-// A map the program dropped without close() is released when the garbage collector finds it
-// (between tasks: finalizers never run inside a synchronous loop). Without a zero-copy view it is
-// unmapped. With one, the view may outlive the map: while the view's own buffer is reachable the
-// map waits for it; once the buffer is gone (or was transferred, so a copy of it may live
-// anywhere), the library closes the file but leaves the range mapped to zeros instead of
-// unmapping it, so a late access reads zeros and cannot crash.
-const leaked = new FinalizationRegistry<Leaked>(({ handle, view }) => {
-  const buffer = view?.deref();
-  if (buffer !== undefined && !buffer.detached) return leakedViews.register(buffer, handle);
-  noteRelease(true);
-  if (view === undefined) native().gm_close(handle);
-  else native().gm_release(handle);
-});
-const leakedViews = new FinalizationRegistry<number>((handle) => {
-  noteRelease(true);
-  native().gm_release(handle);
-});
 
 /**
  * A window `[offset, offset + length)` of a file, mapped into this process. Only the window is
@@ -187,7 +83,7 @@ export class MappedFile implements Disposable {
   #handle: number;
   #closed = false;
   #view: ArrayBuffer | undefined;
-  #leaked: Leaked;
+  #leaked: LeakedMap;
   #salvage = false;
   /** Salvaged faults already reported by a read, write or check. */
   #reportedFaults = 0;
@@ -198,8 +94,7 @@ export class MappedFile implements Disposable {
     this.#handle = handle;
     this.offset = offset;
     this.byteLength = length;
-    this.#leaked = { handle, view: undefined };
-    leaked.register(this, this.#leaked, this);
+    this.#leaked = watchLeak(this, handle);
   }
 
   /**
@@ -225,36 +120,10 @@ export class MappedFile implements Disposable {
    * ```
    */
   static open(path: string | URL, options: OpenOptions = {}): MappedFile {
-    const { path: filePath, mode, offset, length, writes } = resolveOpen(path, options);
-    const lib = native();
-    const pathBytes = encoder.encode(filePath);
-    const out = new Uint8Array(32);
-    const status = lib.gm_open(
-      pathBytes,
-      BigInt(pathBytes.byteLength),
-      MODES[mode],
-      offset,
-      length ?? 0n,
-      (length === undefined ? 0 : OPEN_FLAG_LENGTH_GIVEN) |
-        (options.salvage ? OPEN_FLAG_SALVAGE : 0) |
-        (writes === "pwrite" ? OPEN_FLAG_WRITES_TO_FILE : 0),
-      out,
-    );
-    noteOpen(status === Status.ok);
-    const view = new DataView(out.buffer);
-    if (status !== Status.ok) {
-      throw openError(status, openFailure(out), filePath, mode, offset, length);
-    }
-    const handle = view.getFloat64(0, true);
-    const windowLength = view.getBigUint64(8, true);
-    if (offset + windowLength > BigInt(Number.MAX_SAFE_INTEGER)) {
-      lib.gm_close(handle);
-      noteRelease(false);
-      throw new RangeError(
-        `the window ends at byte ${offset + windowLength}, past 2^53; map a smaller window`,
-      );
-    }
-    const map = new MappedFile(filePath, mode, handle, Number(offset), Number(windowLength));
+    const resolved = resolveOpen(path, options);
+    const { handle, byteLength } = openInProcess(resolved, options.salvage === true);
+    const { path: filePath, mode, offset } = resolved;
+    const map = new MappedFile(filePath, mode, handle, Number(offset), byteLength);
     map.#salvage = options.salvage === true;
     return map;
   }
@@ -280,10 +149,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   read(target: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(target, "read");
-    checkPosition(position, "read");
-    if (this.#closed) throw new MapClosedError("read", this.path);
-    if (this.#salvage) this.#reportSalvaged("read");
+    const bytes = copyArguments("read", target, position);
+    this.#checkCopy("read");
     const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
     if (status !== Status.ok) throw this.#copyError(status, "read", position, bytes.byteLength);
     return bytes.byteLength;
@@ -323,9 +190,8 @@ export class MappedFile implements Disposable {
     length: number,
   ): number {
     const bytes = asBytes(target, "readMany");
-    if (this.#closed) throw new MapClosedError("read", this.path);
-    if (this.#salvage) this.#reportSalvaged("read");
-    const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
+    this.#checkCopy("read");
+    const list = readManyPositions(this, bytes, positions, length);
     const status = native().gm_read_many(
       this.#handle,
       list,
@@ -339,15 +205,9 @@ export class MappedFile implements Disposable {
     if (status === Status.out_of_range || status === Status.invalid_argument) {
       // Checked above, so the list changed during the call (it shares memory with the target,
       // or another thread wrote it): the library stopped at the range it could not trust.
-      throw new RangeError(
-        `readMany: a position changed while the ranges were copied (do the positions share ` +
-          `memory with the target?); ${Number(detailView.getBigUint64(0, true))} bytes were ` +
-          `copied, the rest not`,
-      );
+      throw positionsChanged(detailView);
     }
-    const index = splitBatchCount(detailView, length, list.length);
-    const error = this.#copyError(status, "read", list[index], length);
-    throw error instanceof MappedIOError ? batchError(error, index, list.length, length) : error;
+    throw readManyFailure(this, this.#failureSource, status, list, length);
   }
 
   /**
@@ -367,10 +227,8 @@ export class MappedFile implements Disposable {
    * ```
    */
   write(source: ArrayBufferView, position: number = 0): number {
-    const bytes = asBytes(source, "write");
-    checkPosition(position, "write");
-    if (this.#closed) throw new MapClosedError("write", this.path);
-    if (this.#salvage) this.#reportSalvaged("write");
+    const bytes = copyArguments("write", source, position);
+    this.#checkCopy("write");
     const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);
     if (status !== Status.ok) throw this.#copyError(status, "write", position, bytes.byteLength);
     return bytes.byteLength;
@@ -438,11 +296,11 @@ export class MappedFile implements Disposable {
    * ```
    */
   flush(range: WindowRange = {}): void {
-    const [position, length] = windowRange("flush", range, this.byteLength);
+    const [position, length] = flushArguments(this, range);
     this.#checkOpen("flush");
     if (this.#salvage && this.faults.count > 0) {
       // For good: writes to a salvaged page went to anonymous memory, not to the file.
-      throw this.#salvagedError("flush", this.faults);
+      throw salvagedError(this, "flush", this.faults, fileSizeOf(this.#handle));
     }
     const status = native().gm_flush(this.#handle, position, length, detail);
     if (status !== Status.ok) throw this.#copyError(status, "flush", position, length);
@@ -462,13 +320,10 @@ export class MappedFile implements Disposable {
    * ```
    */
   advise(advice: Advice, range: WindowRange = {}): void {
-    const adviceValue = adviceNumber(advice);
-    const [position, length] = windowRange("advise", range, this.byteLength);
+    const [position, length, adviceValue] = adviseArguments(this, advice, range);
     this.#checkOpen("advise");
     const status = native().gm_advise(this.#handle, position, length, adviceValue, detail);
-    if (status !== Status.ok) {
-      throw this.#copyError(status, "advise", position, length);
-    }
+    if (status !== Status.ok) throw this.#copyError(status, "advise", position, length);
   }
 
   /**
@@ -487,7 +342,7 @@ export class MappedFile implements Disposable {
    * ```
    */
   prefault(options: PrefaultOptions = {}): void {
-    const [position, length, write] = prefaultRange(options, this.byteLength);
+    const [position, length, write] = prefaultArguments(this, options);
     this.#checkOpen("prefault");
     const status = native().gm_prefault(this.#handle, position, length, write, detail);
     if (status !== Status.ok) throw this.#copyError(status, "prefault", position, length);
@@ -509,10 +364,7 @@ export class MappedFile implements Disposable {
    */
   get faults(): SalvagedFaults {
     if (!this.#salvage || this.#closed) return { count: 0, fileOffset: undefined };
-    const out = new BigUint64Array(2);
-    const status = native().gm_salvage_faults(this.#handle, new Uint8Array(out.buffer));
-    if (status !== Status.ok || out[0] === 0n) return { count: 0, fileOffset: undefined };
-    return { count: Number(out[0]), fileOffset: this.offset + Number(out[1]) };
+    return salvagedFaults(this.#handle, this.offset);
   }
 
   /**
@@ -529,44 +381,17 @@ export class MappedFile implements Disposable {
    * ```
    */
   check(): void {
-    if (this.#closed) throw new MapClosedError("check", this.path);
-    if (this.#salvage) this.#reportSalvaged("check");
+    this.#checkCopy("check");
   }
 
-  #reportSalvaged(operation: MappedOperation): void {
+  /** Throws unless the map is open; reports faults salvaged since the last report. */
+  #checkCopy(operation: MappedOperation): void {
+    this.#checkOpen(operation);
+    if (!this.#salvage) return;
     const faults = this.faults;
     if (faults.count <= this.#reportedFaults) return;
     this.#reportedFaults = faults.count;
-    throw this.#salvagedError(operation, faults);
-  }
-
-  #salvagedError(operation: MappedOperation, faults: SalvagedFaults): MappedIOError {
-    const fileOffset = faults.fileOffset ?? this.offset;
-    let fileSize: number | undefined;
-    if (native().gm_file_size(this.#handle, sizeOut) === Status.ok) {
-      fileSize = Number(sizeView.getBigUint64(0, true));
-    }
-    const reason = fileSize !== undefined && fileSize <= fileOffset ? "truncated" : "io";
-    return new MappedIOError(
-      `${operation} on "${this.path}": a zero-copy view touched ${faults.count} page(s) that ` +
-        `could not be read, the first at file offset ${fileOffset}` +
-        `${reason === "truncated" ? ` (the file was truncated to ${fileSize} bytes)` : ""}. ` +
-        "guardmap replaced them with zeros: what was read there is zeros, and what was written " +
-        "there will not reach the file (flush fails for this map from now on). Map the file " +
-        "again to see its current contents.",
-      {
-        code: "EIO",
-        status: Status.io,
-        path: this.path,
-        operation,
-        position: fileOffset - this.offset,
-        fileOffset,
-        bytesTransferred: 0,
-        reason,
-        fileSize,
-        signal: "SIGBUS",
-      },
-    );
+    throw salvagedError(this, operation, faults, fileSizeOf(this.#handle));
   }
 
   /**
@@ -584,10 +409,10 @@ export class MappedFile implements Disposable {
    * ```
    */
   fileSize(): number {
-    if (this.#closed) throw new MapClosedError("fileSize", this.path);
-    const status = native().gm_file_size(this.#handle, sizeOut);
+    this.#checkOpen("fileSize");
+    const { status, sizeBytes } = fileSizeCall(this.#handle);
     if (status !== Status.ok) throw this.#copyError(status, "check", 0, 0);
-    return Number(sizeView.getBigUint64(0, true));
+    return sizeBytes;
   }
 
   /**
@@ -611,11 +436,10 @@ export class MappedFile implements Disposable {
    * ```
    */
   unsafeView(): Uint8Array {
-    if (this.#closed) throw new MapClosedError("unsafeView", this.path);
+    this.#checkOpen("unsafeView");
     if (this.#view === undefined) {
-      const pointer = native().gm_address(this.#handle);
-      if (pointer === null) throw new MapClosedError("unsafeView", this.path);
-      this.#view = Deno.UnsafePointerView.getArrayBuffer(pointer, this.byteLength);
+      this.#view = mapView(this.#handle, this.byteLength);
+      if (this.#view === undefined) throw new MapClosedError("unsafeView", this.path);
       // From now on the view may outlive this object: the finalizer must not unmap under it.
       this.#leaked.view = new WeakRef(this.#view);
     }
@@ -639,16 +463,8 @@ export class MappedFile implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    const view = this.#view;
-    // A detached view was transferred (structuredClone, postMessage, transfer()): its memory
-    // now belongs to another buffer, perhaps in another isolate, that close cannot reach.
-    const moved = view !== undefined && view.detached;
-    // Otherwise detach it: every typed array over it now has length 0, so no JavaScript can
-    // touch the pages after they are unmapped.
-    if (view !== undefined && !moved) view.transfer(0);
+    const status = closeMap(this.#handle, this.#view);
     this.#view = undefined;
-    // A moved view keeps its address range, mapped to zeros: reads give zeros, not a crash.
-    const status = moved ? native().gm_release(this.#handle) : native().gm_close(this.#handle);
     if (status === Status.busy) {
       throw new GuardmapError(
         `cannot close the map of "${this.path}": another thread is copying through it; retry`,
@@ -656,7 +472,7 @@ export class MappedFile implements Disposable {
       );
     }
     this.#closed = true;
-    leaked.unregister(this);
+    forgetLeak(this);
     noteRelease(false);
   }
 
@@ -669,29 +485,13 @@ export class MappedFile implements Disposable {
     if (this.#closed) throw new MapClosedError(operation, this.path);
   }
 
-  #copyError(
-    status: number,
-    operation: MappedOperation | "advise",
-    position: number,
-    length: number,
-  ): Error {
-    return callError(status, {
-      operation,
-      position,
-      length,
-      path: this.path,
-      mode: this.mode,
-      windowOffset: this.offset,
-      windowLength: this.byteLength,
-      detail: detailView,
-      fileSize: () => {
-        if (native().gm_file_size(this.#handle, sizeOut) !== Status.ok) return undefined;
-        return Number(sizeView.getBigUint64(0, true));
-      },
-    });
+  /** The detail record and file size a failed call on this map is described with. */
+  get #failureSource(): FailureSource {
+    const handle = this.#handle;
+    return { detail: detailView, fileSize: () => fileSizeOf(handle) };
   }
-}
 
-function elementPosition(index: number, bytesPerElement: number, operation: string): number {
-  return checkCount(index, operation, "index") * bytesPerElement;
+  #copyError(status: number, operation: WindowOperation, position: number, length: number): Error {
+    return callFailure(this, this.#failureSource, status, operation, position, length);
+  }
 }

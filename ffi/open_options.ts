@@ -12,11 +12,17 @@ import {
   NotRegularFileError,
   type NotRegularFileKind,
 } from "./errors.ts";
-import type { MapMode, OpenOptions } from "./mapped_file.ts";
+import type { MapMode, OpenOptions } from "./types.ts";
 import { describe } from "./arguments.ts";
+import { FILE_KIND, MODE, type OpenResultRecord } from "./abi.ts";
 
 /** The library's number for each mode. */
-export const MODES: Record<MapMode, number> = { "r": 0, "r+": 1, "w+": 2, "c": 3 };
+export const MODES: Record<MapMode, number> = {
+  "r": MODE.read,
+  "r+": MODE.readWrite,
+  "w+": MODE.create,
+  "c": MODE.copyOnWrite,
+};
 const OFFSET_MAX = 2n ** 63n - 1n;
 /** How many maps a process may have open at once: `slot_count_max` in zig/src/handles.zig. */
 const MAP_LIMIT = 4096;
@@ -165,7 +171,7 @@ export function checkPermissions(path: string, mode: MapMode): void {
   }
 }
 
-/** What the library's 32-byte open record says about a failed open. */
+/** What the library's open result (`OPEN_RESULT` in ./abi.ts) says about a failed open. */
 export interface OpenFailure {
   /** errno or Win32 error of the failing call; 0 when a check refused the open first. */
   osError: number;
@@ -178,21 +184,22 @@ export interface OpenFailure {
 }
 
 /**
- * Reads the failure fields of gm_open's 32-byte result record.
+ * The failure fields of gm_open's result record, decoded.
  *
  * @example
  * ```ts
  * import { openFailure } from "./open_options.ts";
- * console.log(openFailure(new Uint8Array(32)).osError); // 0
+ * import { decodeOpenResult, OPEN_RESULT } from "./abi.ts";
+ * const record = decodeOpenResult(new DataView(new ArrayBuffer(OPEN_RESULT.sizeBytes)));
+ * console.log(openFailure(record).osError); // 0
  * ```
  */
-export function openFailure(record: Uint8Array): OpenFailure {
-  const view = new DataView(record.buffer, record.byteOffset, 32);
+export function openFailure(result: OpenResultRecord): OpenFailure {
   return {
-    osError: view.getInt32(24, true),
-    fileKind: view.getUint32(28, true),
-    limitBytes: view.getBigUint64(8, true),
-    availableBytes: view.getBigUint64(16, true),
+    osError: result.osError,
+    fileKind: result.fileKind,
+    limitBytes: result.lengthBytes,
+    availableBytes: result.fileSizeBytes,
   };
 }
 
@@ -217,12 +224,12 @@ const DENO_ERRORS: Record<number, [new (message: string) => Error, (osError: num
 };
 
 const FILE_KINDS: Record<number, NotRegularFileKind> = {
-  1: "FIFO",
-  2: "character device",
-  4: "directory",
-  6: "block device",
-  10: "symbolic link",
-  12: "socket",
+  [FILE_KIND.fifo]: "FIFO",
+  [FILE_KIND.characterDevice]: "character device",
+  [FILE_KIND.directory]: "directory",
+  [FILE_KIND.blockDevice]: "block device",
+  [FILE_KIND.symlink]: "symbolic link",
+  [FILE_KIND.socket]: "socket",
 };
 
 /**
@@ -256,7 +263,10 @@ export function openError(
     const [ErrorClass, reason] = denoError;
     return withCode(new ErrorClass(`guardmap: cannot map ${where}: ${reason(found.osError)}`));
   }
-  const end = offset + (length ?? 0n);
+  const refused = windowRefusal(status, where, code, found.osError);
+  if (refused !== undefined) return refused;
+  const reason = FIXED_REASONS[status];
+  if (reason !== undefined) return guardmap(reason);
   switch (status) {
     case Status.name_too_long:
       return guardmap(nameTooLong(path));
@@ -270,14 +280,34 @@ export function openError(
     }
     case Status.file_too_large:
     case Status.file_size_limit:
-      return fileTooLarge(status, found, path, where, end);
+      return fileTooLarge(status, found, path, where, offset + (length ?? 0n));
     case Status.no_space:
       return guardmap(noSpace(found));
-    case Status.file_busy:
-      return guardmap(
-        "the file is a running program or an active swap file (ETXTBSY) and cannot be opened " +
-          'for writing; map it with mode "r" or "c", or stop what uses it',
-      );
+    default:
+      return guardmap(`${code} (status ${status}, os error ${found.osError})`);
+  }
+}
+
+/** Open failures whose explanation depends on nothing but the status. */
+const FIXED_REASONS: Record<number, string> = {
+  [Status.file_busy]:
+    "the file is a running program or an active swap file (ETXTBSY) and cannot be opened " +
+    'for writing; map it with mode "r" or "c", or stop what uses it',
+  [Status.map_limit]:
+    `this process already has ${MAP_LIMIT} maps open, the most guardmap allows at once; ` +
+    "close maps you no longer need (`using` closes them at the end of a scope). A map " +
+    "dropped without close() counts until the garbage collector finds it, which happens " +
+    "only between tasks, not inside a synchronous loop",
+};
+
+/** The `RangeError` of an open refused for its window, or undefined for another failure. */
+function windowRefusal(
+  status: number,
+  where: string,
+  code: string,
+  osError: number,
+): RangeError | undefined {
+  switch (status) {
     case Status.empty_window:
       return new RangeError(
         `guardmap: cannot map ${where}: the window would be empty (the file ends at the ` +
@@ -288,22 +318,14 @@ export function openError(
         `guardmap: cannot map ${where}: the window reaches past the end of the file; ` +
           `use a smaller length, or mode "w+" to create the file at that size`,
       );
-    case Status.map_limit:
-      return guardmap(
-        `this process already has ${MAP_LIMIT} maps open, the most guardmap allows at once; ` +
-          "close maps you no longer need (`using` closes them at the end of a scope). A map " +
-          "dropped without close() counts until the garbage collector finds it, which happens " +
-          "only between tasks, not inside a synchronous loop",
-      );
     case Status.invalid_argument:
     case Status.overflow:
       return new RangeError(
         `guardmap: cannot map ${where}: the library refused the offset or length ` +
-          `(${code}, os error ${found.osError})`,
+          `(${code}, os error ${osError})`,
       );
-    default:
-      return guardmap(`${code} (status ${status}, os error ${found.osError})`);
   }
+  return undefined;
 }
 
 function nameTooLong(path: string): string {

@@ -7,6 +7,7 @@
  */
 import { MappedIOError } from "./errors.ts";
 import { checkCount, positionList } from "./arguments.ts";
+import { DETAIL } from "./abi.ts";
 
 /**
  * Checks a `readMany` call before anything is copied and returns the positions as a
@@ -48,22 +49,23 @@ export function checkReadMany(
 }
 
 /**
- * Splits the byte count of a failed batch (`detail` bytes 0-7, as the library reports it) into
+ * Splits the byte count of a failed batch (`DETAIL.bytesDone`, as the library reports it) into
  * the failing range and the bytes copied of it, and writes the latter back into `detail`, so
  * the usual error builder can describe that range as a single read.
  *
  * @example
  * ```ts
  * import { splitBatchCount } from "./read_many.ts";
- * const detail = new DataView(new ArrayBuffer(32));
- * detail.setBigUint64(0, 230n, true);
- * console.log(splitBatchCount(detail, 100, 4), detail.getBigUint64(0, true)); // 2 30n
+ * import { DETAIL } from "./abi.ts";
+ * const detail = new DataView(new ArrayBuffer(DETAIL.sizeBytes));
+ * detail.setBigUint64(DETAIL.bytesDone, 230n, true);
+ * console.log(splitBatchCount(detail, 100, 4), detail.getBigUint64(DETAIL.bytesDone, true)); // 2 30n
  * ```
  */
 export function splitBatchCount(detail: DataView, length: number, count: number): number {
-  const done = Number(detail.getBigUint64(0, true));
+  const done = Number(detail.getBigUint64(DETAIL.bytesDone, true));
   const index = length === 0 ? 0 : Math.min(Math.floor(done / length), Math.max(count - 1, 0));
-  detail.setBigUint64(0, BigInt(done - index * length), true);
+  detail.setBigUint64(DETAIL.bytesDone, BigInt(done - index * length), true);
   return index;
 }
 
@@ -75,7 +77,6 @@ export function splitBatchCount(detail: DataView, length: number, count: number)
  * ```ts
  * import { batchError } from "./read_many.ts";
  * import { MappedIOError } from "./errors.ts";
-import { checkCount, positionList } from "./arguments.ts";
  * const single = new MappedIOError("read failed", {
  *   code: "EIO", status: 2, operation: "read", position: 4096, fileOffset: 4096,
  *   bytesTransferred: 30, reason: "io",

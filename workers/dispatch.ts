@@ -8,9 +8,14 @@
  */
 import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
-import { GuardmapError, MappedIOError } from "../ffi/errors.ts";
-import { batchError, splitBatchCount } from "../ffi/read_many.ts";
-import { callError } from "../ffi/call_error.ts";
+import { GuardmapError } from "../ffi/errors.ts";
+import {
+  callFailure,
+  type FailureSource,
+  fileSizeAt,
+  readManyFailure,
+  type WindowOperation,
+} from "../ffi/window.ts";
 import { CHANNEL_OP } from "../ffi/abi.ts";
 import { budgetFor, bytesDone, stagedCopy, SYNC_BUDGET_US } from "./call_wait.ts";
 import { exclusive } from "./call_queue.ts";
@@ -117,10 +122,7 @@ export class PoolCalls {
         );
       }
       if (status === Status.ok) return count * length;
-      // window: the readMany batch error, as MappedFile.readMany builds it.
-      const index = splitBatchCount(worker.detailView, length, count);
-      const error = this.#callError(file, status, "read", positions[index], length);
-      throw error instanceof MappedIOError ? batchError(error, index, count, length) : error;
+      throw readManyFailure(file, failureSource(file), status, positions, length);
     });
   }
 
@@ -222,30 +224,21 @@ export class PoolCalls {
     ).then((resumed) => checkAnswered(resumed));
   }
 
-  // window: the error context of a failed call, as MappedFile builds it.
   #callError(
     file: PoolFileRecord,
     status: number,
-    operation: "read" | "write" | "flush" | "prefault" | "advise",
+    operation: WindowOperation,
     position: number,
     length: number,
   ): Error {
-    return callError(status, {
-      operation,
-      position,
-      length,
-      path: file.path,
-      mode: file.mode,
-      windowOffset: file.offset,
-      windowLength: file.byteLength,
-      detail: file.worker.detailView,
-      fileSize: () => {
-        try {
-          return Deno.statSync(file.path).size;
-        } catch {
-          return undefined;
-        }
-      },
-    });
+    return callFailure(file, failureSource(file), status, operation, position, length);
   }
+}
+
+/**
+ * Where the details of a failed call on `file` are: its worker's detail record, and the file's
+ * size as this process sees it (the map lives in the worker).
+ */
+function failureSource(file: PoolFileRecord): FailureSource {
+  return { detail: file.worker.detailView, fileSize: () => fileSizeAt(file.path) };
 }

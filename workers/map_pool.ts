@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { OpenOptions } from "../ffi/mapped_file.ts";
+import type { OpenOptions } from "../ffi/types.ts";
 import { resolveOpen } from "../ffi/open_options.ts";
 import { exclusive } from "./call_queue.ts";
 import { openOn } from "./control.ts";

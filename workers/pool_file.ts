@@ -7,11 +7,16 @@
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import { MapClosedError } from "../ffi/errors.ts";
-import { checkReadMany } from "../ffi/read_many.ts";
-import { asBytes, checkPosition } from "../ffi/bytes.ts";
-import { adviceNumber, prefaultRange, windowRange } from "../ffi/arguments.ts";
+import { asBytes } from "../ffi/bytes.ts";
+import {
+  adviseArguments,
+  copyArguments,
+  flushArguments,
+  prefaultArguments,
+  readManyPositions,
+} from "../ffi/window.ts";
 import type { ResolvedOpen } from "../ffi/open_options.ts";
-import type { Advice, MapMode, PrefaultOptions, WindowRange } from "../ffi/mapped_file.ts";
+import type { Advice, MapMode, PrefaultOptions, WindowRange } from "../ffi/types.ts";
 import type { PoolCalls } from "./dispatch.ts";
 import { PoolFileRecord, type PoolWorker } from "./pool_worker.ts";
 import type { OpenAnswer } from "./protocol.ts";
@@ -102,8 +107,7 @@ export class PoolFileImpl extends PoolFileRecord implements PoolFile {
   ): Promise<number> {
     this.#usable("read");
     const bytes = asBytes(target, "readMany");
-    // window: the readMany checks, as MappedFile.readMany makes them.
-    const list = checkReadMany(bytes, positions, length, this.byteLength, this.path);
+    const list = readManyPositions(this, bytes, positions, length);
     if (length > this.#pool.stagingBytes / 2) {
       throw new RangeError(
         `readMany: ranges of ${length} bytes do not fit the worker's staging area ` +
@@ -115,35 +119,25 @@ export class PoolFileImpl extends PoolFileRecord implements PoolFile {
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
     this.#usable(kind);
-    const bytes = asBytes(view, kind);
-    // window: the position check, as MappedFile makes it.
-    checkPosition(position, kind);
+    const bytes = copyArguments(kind, view, position);
     return await this.#pool.transfer(this, kind, bytes, position);
   }
 
   async flush(range: WindowRange = {}): Promise<void> {
     this.#usable("flush");
-    // window: the range check, as MappedFile.flush makes it.
-    await this.#pool.request(this, "flush", windowRange("flush", range, this.byteLength), 0);
+    await this.#pool.request(this, "flush", flushArguments(this, range), 0);
   }
 
   async prefault(options: PrefaultOptions = {}): Promise<void> {
     this.#usable("prefault");
-    // window: the range check, as MappedFile.prefault makes it.
-    const [position, length, write] = prefaultRange(options, this.byteLength);
+    const [position, length, write] = prefaultArguments(this, options);
     await this.#pool.request(this, "prefault", [position, length], write);
   }
 
   async advise(advice: Advice, range: WindowRange = {}): Promise<void> {
     this.#usable("advise");
-    // window: the advice and range checks, as MappedFile.advise makes them.
-    const adviceValue = adviceNumber(advice);
-    await this.#pool.request(
-      this,
-      "advise",
-      windowRange("advise", range, this.byteLength),
-      adviceValue,
-    );
+    const [position, length, adviceValue] = adviseArguments(this, advice, range);
+    await this.#pool.request(this, "advise", [position, length], adviceValue);
   }
 
   async run<T = unknown>(module: string | URL, name: string, ...args: unknown[]): Promise<T> {

@@ -6,7 +6,7 @@
  */
 import { DETAIL } from "../ffi/abi.ts";
 import type { ResolvedOpen } from "../ffi/open_options.ts";
-import type { MapMode } from "../ffi/mapped_file.ts";
+import type { MapMode } from "../ffi/types.ts";
 import { type ChannelEnd, closeChannel, resultBytes } from "./channel.ts";
 import type { OpenAnswer } from "./protocol.ts";
 import { Life } from "./worker_process.ts";

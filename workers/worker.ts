@@ -14,7 +14,8 @@
 import { native } from "../ffi/library.ts";
 import { Status } from "../ffi/status.ts";
 import { openFailure } from "../ffi/open_options.ts";
-import { decodeOpenResult, OPEN_FLAGS, OPEN_RESULT } from "../ffi/abi.ts";
+import { openNative } from "../ffi/window.ts";
+import { closeMap, mapView } from "../ffi/map_handle.ts";
 import { attachChannel, requestHandle, requestLength } from "./channel.ts";
 import {
   Op,
@@ -44,7 +45,6 @@ if (typeof attached === "number") {
   Deno.exit(3);
 }
 const { channel, header, staging } = attached;
-const encoder = new TextEncoder();
 
 /** Zero-copy views of the open maps, for kernels. */
 const views = new Map<number, ArrayBuffer>();
@@ -60,26 +60,13 @@ function requestPayload<T>(): T {
 
 function open(): void {
   const request = requestPayload<OpenRequest>();
-  const bytes = encoder.encode(request.path);
-  const out = new Uint8Array(OPEN_RESULT.sizeBytes);
-  // window: the gm_open call and its flags, as MappedFile.open makes them.
-  const status = lib.gm_open(
-    bytes,
-    BigInt(bytes.byteLength),
-    request.mode,
-    request.offset,
-    request.length ?? 0n,
-    (request.length === undefined ? 0 : OPEN_FLAGS.lengthGiven) |
-      (request.pastEnd ? OPEN_FLAGS.pastEnd : 0) |
-      (request.writesToFile ? OPEN_FLAGS.writesToFile : 0),
-    out,
-  );
-  const result = decodeOpenResult(new DataView(out.buffer));
+  // An OpenRequest has no `salvage`: salvage is for maps in the host's own process.
+  const { status, result } = openNative(request);
   const answer: OpenAnswer = {
     handle: result.handle,
     length: Number(result.lengthBytes),
     osError: result.osError,
-    failure: status === Status.ok ? undefined : openFailure(out),
+    failure: status === Status.ok ? undefined : openFailure(result),
   };
   reply(status, answer);
 }
@@ -88,12 +75,9 @@ function close(): void {
   const handle = requestHandle(header);
   const view = views.get(handle);
   views.delete(handle);
-  // A view a kernel transferred away (postMessage, transfer()) cannot be detached from here: its
-  // range is left mapped to zeros (gm_release), as MappedFile.close does, so it cannot crash.
-  if (view?.detached) return reply(lib.gm_release(handle));
-  // Otherwise detach first, so no kernel's leftover view can reach the unmapped pages.
-  view?.transfer(0);
-  reply(lib.gm_close(handle));
+  // A view a kernel transferred away keeps its range mapped to zeros; any other is detached
+  // first, so no kernel's leftover view can reach the unmapped pages.
+  reply(closeMap(handle, view));
 }
 
 async function run(): Promise<void> {
@@ -116,9 +100,8 @@ async function run(): Promise<void> {
   }
   let buffer = views.get(request.handle);
   if (buffer === undefined) {
-    const pointer = lib.gm_address(request.handle);
-    if (pointer === null) return reply(Status.bad_handle);
-    buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, request.length);
+    buffer = mapView(request.handle, request.length);
+    if (buffer === undefined) return reply(Status.bad_handle);
     views.set(request.handle, buffer);
   }
   // Not caught: an exception escaping a kernel ends this worker, like any other crash, and the
