@@ -370,7 +370,10 @@ try {
     },
     {
       name: "gm_memcpy (the library's own memcpy), anonymous to anonymous: the limit",
-      run: () => timed(() => lib.gm_memcpy(big, anonymous, SEQUENTIAL_BYTES)),
+      run: () =>
+        timed(() =>
+          lib.gm_memcpy(big, big.byteLength, anonymous, anonymous.byteLength, SEQUENTIAL_BYTES)
+        ),
     },
     {
       name: "FFI AVX2 non-temporal stores, anonymous to anonymous",

@@ -16,7 +16,7 @@ export { Status } from "./status.ts";
  * The ABI version this module speaks; the library reports its own (`gm_abi_version`), and a
  * library of another version is refused before any other call.
  */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 export const SYMBOLS = {
   gm_abi_version: { parameters: [], result: "u32" },
@@ -36,14 +36,14 @@ export const SYMBOLS = {
   gm_file_size: { parameters: ["f64", "buffer"], result: "i32" },
   gm_read: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
   gm_read_many: {
-    parameters: ["f64", "buffer", "f64", "f64", "buffer", "f64", "buffer"],
+    parameters: ["f64", "buffer", "f64", "f64", "f64", "buffer", "f64", "buffer"],
     result: "i32",
   },
   gm_write: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
   gm_flush: { parameters: ["f64", "f64", "f64", "buffer"], result: "i32" },
   gm_advise: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_prefault: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
-  gm_memcpy: { parameters: ["buffer", "buffer", "f64"], result: "i32" },
+  gm_memcpy: { parameters: ["buffer", "f64", "buffer", "f64", "f64"], result: "i32" },
   gm_salvage_faults: { parameters: ["f64", "buffer"], result: "i32" },
   // MapPool channels (workers/).
   gm_channel_create: { parameters: ["f64", "buffer"], result: "i32" },
@@ -78,7 +78,19 @@ export const SYMBOLS = {
     result: "i32",
   },
   gm_pool_read_many: {
-    parameters: ["f64", "f64", "buffer", "f64", "f64", "buffer", "f64", "f64", "f64", "buffer"],
+    parameters: [
+      "f64",
+      "f64",
+      "buffer",
+      "f64",
+      "f64",
+      "f64",
+      "buffer",
+      "f64",
+      "f64",
+      "f64",
+      "buffer",
+    ],
     result: "i32",
   },
   gm_pool_resume_async: {

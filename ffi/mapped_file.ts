@@ -196,6 +196,7 @@ export class MappedFile implements Disposable {
       this.#handle,
       list,
       list.length,
+      list.length,
       length,
       bytes,
       bytes.byteLength,

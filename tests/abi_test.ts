@@ -95,5 +95,17 @@ Deno.test("the library refuses forged handles and null buffers on its own", () =
   }
   assert.equal(lib.gm_read(1, 0, target, 8, null), Status.invalid_argument);
   assert.equal(lib.gm_open(null, 0n, 0, 0n, 0n, 0, detail), Status.invalid_argument);
-  assert.equal(lib.gm_memcpy(target, null, 8), Status.invalid_argument);
+  assert.equal(lib.gm_memcpy(target, 8, null, 8, 8), Status.invalid_argument);
+  // gm_memcpy copies only inside what it is told the buffers hold, and never between overlapping
+  // ones (Zig's @memcpy of overlapping memory panics a safe build: the process would die).
+  const source = new Uint8Array(16).fill(7);
+  assert.equal(lib.gm_memcpy(target, 8, source, 16, 8), Status.ok);
+  assert.deepEqual([...target], new Array(8).fill(7));
+  assert.equal(lib.gm_memcpy(target, 8, source, 16, 9), Status.invalid_argument);
+  assert.equal(lib.gm_memcpy(source, 16, target, 8, 9), Status.invalid_argument);
+  assert.equal(
+    lib.gm_memcpy(source.subarray(0, 8), 8, source.subarray(4), 12, 8),
+    Status.invalid_argument,
+  );
+  assert.equal(lib.gm_memcpy(source.subarray(0, 8), 8, source.subarray(8), 8, 8), Status.ok);
 });

@@ -104,6 +104,7 @@ export class PoolCalls {
         worker.channel,
         file.handle,
         positions,
+        positions.length,
         count,
         length,
         staged,

@@ -43,6 +43,7 @@ pub fn write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*
 pub fn read_many(
     handle: f64,
     positions_pointer: ?[*]align(1) const f64,
+    positions_length: f64,
     count_f64: f64,
     length: f64,
     target_pointer: ?[*]u8,
@@ -51,7 +52,7 @@ pub fn read_many(
 ) Status {
     const out = detail orelse return .invalid_argument;
     out.* = Detail.zero;
-    const batch = window_zig.parse_batch(count_f64, length, target_length) orelse return .invalid_argument;
+    const batch = window_zig.parse_batch(positions_length, count_f64, length, target_length) orelse return .invalid_argument;
     const count = batch.count;
     const length_bytes = batch.length_bytes;
     const lease = maps.table.acquire(handle) catch return .bad_handle;
@@ -330,13 +331,22 @@ fn frame_of(mapping: *const os.Mapping) guard.Frame {
 }
 
 /// A plain memcpy between two caller buffers: the benchmarks' measure of the memory-bandwidth
-/// limit on this machine. Never touches a mapping.
-pub fn memcpy(target: ?[*]u8, source: ?[*]const u8, length: f64) Status {
+/// limit on this machine. Never touches a mapping. `length` bytes must fit both buffers, and the
+/// buffers must not overlap (`@memcpy` of overlapping memory is illegal behaviour, a panic in a
+/// safe build): either is `invalid_argument`, never a read or write past what the caller gave.
+pub fn memcpy(target: ?[*]u8, target_length: f64, source: ?[*]const u8, source_length: f64, length: f64) Status {
     const length_bytes = window_zig.integer_from_f64(length) orelse return .invalid_argument;
+    const target_bytes = window_zig.integer_from_f64(target_length) orelse return .invalid_argument;
+    const source_bytes = window_zig.integer_from_f64(source_length) orelse return .invalid_argument;
+    if (length_bytes > target_bytes or length_bytes > source_bytes) return .invalid_argument;
     if (length_bytes == 0) return .ok;
     const to = target orelse return .invalid_argument;
     const from = source orelse return .invalid_argument;
     const count: usize = @intCast(length_bytes);
+    const to_address = @intFromPtr(to);
+    const from_address = @intFromPtr(from);
+    // Both ranges lie inside the caller's buffers, so neither sum can wrap.
+    if (to_address < from_address + count and from_address < to_address + count) return .invalid_argument;
     @memcpy(to[0..count], from[0..count]);
     return .ok;
 }

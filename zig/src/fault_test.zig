@@ -50,7 +50,7 @@ extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64
 extern fn gm_close(handle: f64) i32;
 extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_read_many(handle: f64, positions: ?[*]const f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_read_many(handle: f64, positions: ?[*]const f64, positions_length: f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
 extern fn gm_address(handle: f64) ?*anyopaque;
 extern fn gm_init() i32;
@@ -148,7 +148,7 @@ test "read_many copies every range, checks them all first, and counts bytes acro
     var detail = Detail.zero;
 
     const healthy = [_]f64{ 5, 40000, 0, file_length_bytes - length };
-    try testing.expectEqual(Status.ok, status_of(gm_read_many(handle, &healthy, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.ok, status_of(gm_read_many(handle, &healthy, healthy.len, 4, length, &target, target.len, &detail)));
     for (healthy, 0..) |position, index| {
         for (target[index * length ..][0..length], 0..) |byte, k| {
             const offset: usize = @as(usize, @intFromFloat(position)) + k;
@@ -159,22 +159,24 @@ test "read_many copies every range, checks them all first, and counts bytes acro
     // One bad range anywhere in the list: nothing is copied.
     @memset(&target, 0xEE);
     const one_outside = [_]f64{ 0, 8, file_length_bytes - 50, 16 };
-    try testing.expectEqual(Status.out_of_range, status_of(gm_read_many(handle, &one_outside, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.out_of_range, status_of(gm_read_many(handle, &one_outside, one_outside.len, 4, length, &target, target.len, &detail)));
     const one_fraction = [_]f64{ 0, 8.5 };
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &one_fraction, 2, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &one_fraction, one_fraction.len, 2, length, &target, target.len, &detail)));
     for (target) |byte| try testing.expectEqual(@as(u8, 0xEE), byte);
     // The target must hold count * length bytes; counts and lengths are checked like positions.
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 4, length, &target, target.len - 1, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 4.5, length, &target, target.len, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, null, 4, length, &target, target.len, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 4, length, null, target.len, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, 1 << 40, 1 << 40, &target, target.len, &detail)));
-    try testing.expectEqual(Status.ok, status_of(gm_read_many(handle, null, 0, length, null, 0, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, healthy.len, 4, length, &target, target.len - 1, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, healthy.len, 4.5, length, &target, target.len, &detail)));
+    // A list shorter than the count it claims is refused before any position is read.
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, healthy.len - 1, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, null, 0, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, healthy.len, 4, length, null, target.len, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_read_many(handle, &healthy, healthy.len, 1 << 40, 1 << 40, &target, target.len, &detail)));
+    try testing.expectEqual(Status.ok, status_of(gm_read_many(handle, null, 0, 0, length, null, 0, &detail)));
 
     // The third range crosses the truncated end: two whole ranges, then the part before it.
     try scratch.file.setEndPos(truncated_length_bytes);
     const crossing = [_]f64{ 0, 4096, truncated_length_bytes - 30, 0 };
-    try testing.expectEqual(Status.io, status_of(gm_read_many(handle, &crossing, 4, length, &target, target.len, &detail)));
+    try testing.expectEqual(Status.io, status_of(gm_read_many(handle, &crossing, crossing.len, 4, length, &target, target.len, &detail)));
     try testing.expectEqual(@as(u64, 2 * length + 30), detail.bytes_done);
     try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
 }

@@ -335,6 +335,7 @@ pub fn read_many(
     handle: f64,
     file_handle: f64,
     positions_pointer: ?[*]align(1) const f64,
+    positions_length: f64,
     count_f64: f64,
     length: f64,
     target_pointer: ?[*]u8,
@@ -345,7 +346,7 @@ pub fn read_many(
 ) Status {
     const out = detail orelse return .invalid_argument;
     out.* = Detail.zero;
-    const batch = window_zig.parse_batch(count_f64, length, target_length) orelse return .invalid_argument;
+    const batch = window_zig.parse_batch(positions_length, count_f64, length, target_length) orelse return .invalid_argument;
     const limits = Limits.parse(timeout_ms, budget_us) orelse return .invalid_argument;
     if (batch.count == 0) return .ok;
     const positions = positions_pointer orelse return .invalid_argument;

@@ -60,6 +60,8 @@ fn serve_read_many(channel: *channel_zig.Channel, detail: *Detail) Status {
     return copy_engine.read_many(
         channel_zig.file_handle(header),
         positions,
+        // read_many_layout bounded `count` positions inside staging.
+        @floatFromInt(count),
         @floatFromInt(count),
         @floatFromInt(length_bytes),
         targets,

@@ -96,8 +96,8 @@ export fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detai
     return code(copy_engine.read(handle, position, target, length, detail));
 }
 
-export fn gm_read_many(handle: f64, positions: ?[*]align(1) const f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32 {
-    return code(copy_engine.read_many(handle, positions, count, length, target, target_length, detail));
+export fn gm_read_many(handle: f64, positions: ?[*]align(1) const f64, positions_length: f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32 {
+    return code(copy_engine.read_many(handle, positions, positions_length, count, length, target, target_length, detail));
 }
 
 export fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
@@ -116,8 +116,8 @@ export fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detai
     return code(map_calls.prefault(handle, position, length, write, detail));
 }
 
-export fn gm_memcpy(target: ?[*]u8, source: ?[*]const u8, length: f64) i32 {
-    return code(copy_engine.memcpy(target, source, length));
+export fn gm_memcpy(target: ?[*]u8, target_length: f64, source: ?[*]const u8, source_length: f64, length: f64) i32 {
+    return code(copy_engine.memcpy(target, target_length, source, source_length, length));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,8 +176,8 @@ export fn gm_pool_write(handle: f64, file_handle: f64, position: f64, source: ?[
     return pool_call(pool_host.transfer, .{ handle, file_handle, position, source, length, timeout_ms, budget_us, detail, .write });
 }
 
-export fn gm_pool_read_many(handle: f64, file_handle: f64, positions: ?[*]align(1) const f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
-    return pool_call(pool_host.read_many, .{ handle, file_handle, positions, count, length, target, target_length, timeout_ms, budget_us, detail });
+export fn gm_pool_read_many(handle: f64, file_handle: f64, positions: ?[*]align(1) const f64, positions_length: f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, timeout_ms: f64, budget_us: f64, detail: ?*align(1) Detail) i32 {
+    return pool_call(pool_host.read_many, .{ handle, file_handle, positions, positions_length, count, length, target, target_length, timeout_ms, budget_us, detail });
 }
 
 /// The op of a control request for the worker's JavaScript, 0 once the host is gone, or a

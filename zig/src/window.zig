@@ -93,13 +93,16 @@ pub fn parse_range(position: f64, length: f64) ?Range {
 /// `count` ranges of `length_bytes` each (gm_read_many and its pool twin).
 pub const Batch = struct { count: u64, length_bytes: u64 };
 
-/// A batch of `count` ranges of `length` bytes each, for a target of `target_length` bytes: exact
-/// non-negative integers, and the ranges fit the target.
-pub fn parse_batch(count: f64, length: f64, target_length: f64) ?Batch {
+/// A batch of `count` ranges of `length` bytes each, from a list of `positions_length` positions
+/// into a target of `target_length` bytes: exact non-negative integers, a position for every
+/// range (the caller's list is never read past its end), and the ranges fit the target.
+pub fn parse_batch(positions_length: f64, count: f64, length: f64, target_length: f64) ?Batch {
     const batch: Batch = .{
         .count = integer_from_f64(count) orelse return null,
         .length_bytes = integer_from_f64(length) orelse return null,
     };
+    const positions_count = integer_from_f64(positions_length) orelse return null;
+    if (batch.count > positions_count) return null;
     const target_bytes = integer_from_f64(target_length) orelse return null;
     const total_bytes = std.math.mul(u64, batch.count, batch.length_bytes) catch return null;
     if (total_bytes > target_bytes) return null;
