@@ -150,6 +150,20 @@ export const FILE_SIZE_BYTES = 8;
 /** Bytes before the staging area in a MapPool channel (zig/src/channel.zig `header_bytes`). */
 export const CHANNEL_HEADER_BYTES = 4096;
 
+/** The library's limits and out-record sizes (`constants` of `gm_abi_layout`). */
+export const CONSTANTS = {
+  channelHeaderBytes: CHANNEL_HEADER_BYTES,
+  /** Smallest and largest staging area of a MapPool channel (zig/src/channel.zig). */
+  stagingBytesMin: 64 * 1024,
+  stagingBytesMax: 256 * 1024 * 1024,
+  /** Maps a process may have open at once (zig/src/handles.zig `slot_count_max`). */
+  mapCountMax: 4096,
+  /** Bytes of a path with its terminator (zig/src/c_path.zig `length_max`). */
+  pathBytesMax: 4096,
+  salvageFaultsBytes: SALVAGE_FAULTS.sizeBytes,
+  fileSizeBytes: FILE_SIZE_BYTES,
+} as const;
+
 /** Byte offsets of the MapPool channel header (zig/src/channel.zig `Header`). */
 export const CHANNEL_HEADER = {
   sizeBytes: 136,

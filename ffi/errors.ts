@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { Status } from "./status.ts";
 
 /** Details common to every {@linkcode GuardmapError}. */
 export interface GuardmapErrorOptions {
@@ -216,7 +217,7 @@ export class WorkerCrashedError extends GuardmapError {
     super(
       `the MapPool worker running ${options.operation}${where} ${how}; the pool restarted it ` +
         `and the next call will run on the new worker${tail}`,
-      { code: "WORKER_CRASHED", status: 20, path: options.path },
+      { code: "WORKER_CRASHED", status: Status.worker_gone, path: options.path },
     );
     this.name = "WorkerCrashedError";
     this.operation = options.operation;

@@ -14,7 +14,7 @@ import {
 } from "./errors.ts";
 import type { MapMode, OpenOptions } from "./types.ts";
 import { describe } from "./arguments.ts";
-import { FILE_KIND, MODE, type OpenResultRecord } from "./abi.ts";
+import { CONSTANTS, FILE_KIND, MODE, type OpenResultRecord } from "./abi.ts";
 
 /** The library's number for each mode. */
 export const MODES: Record<MapMode, number> = {
@@ -24,8 +24,8 @@ export const MODES: Record<MapMode, number> = {
   "c": MODE.copyOnWrite,
 };
 const OFFSET_MAX = 2n ** 63n - 1n;
-/** How many maps a process may have open at once: `slot_count_max` in zig/src/handles.zig. */
-const MAP_LIMIT = 4096;
+/** How many maps a process may have open at once. */
+const MAP_LIMIT = CONSTANTS.mapCountMax;
 
 /** Open options, checked: a string path, a known mode, 64-bit offset and optional length. */
 export interface ResolvedOpen {

@@ -8,8 +8,8 @@ import {
   ABI_VERSION,
   ADVICE,
   CHANNEL_HEADER,
-  CHANNEL_HEADER_BYTES,
   CHANNEL_OP,
+  CONSTANTS,
   DETAIL,
   FILE_KIND,
   MODE,
@@ -74,7 +74,7 @@ Deno.test("ffi/abi.ts mirrors the library's enums, open flags and constants", ()
   assertMirror("FILE_KIND", FILE_KIND, camelKeys(enums.file_kind));
   assertMirror("CHANNEL_OP", CHANNEL_OP, camelKeys(enums.channel_op));
   assertMirror("OPEN_FLAGS", OPEN_FLAGS, camelKeys(enums.open_flags));
-  assert.deepEqual(constants, { channel_header_bytes: CHANNEL_HEADER_BYTES });
+  assertMirror("CONSTANTS", CONSTANTS, camelKeys(constants));
 });
 
 Deno.test("the loaded library reports its granularity and a live fault handler", () => {

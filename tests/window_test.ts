@@ -109,3 +109,29 @@ Deno.test("MappedFile and PoolFile report the same truncation fault with the sam
     assert.deepEqual(throughWorker, inProcess, what);
   }
 });
+
+Deno.test("MappedFile and PoolFile check arguments before the map's state: same error when closed", async () => {
+  using tmp = scratch();
+  const path = tmp.path("data.bin");
+  writePattern(path, 16_384);
+  const map = MappedFile.open(path, { mode: "r+" });
+  await using pool = new MapPool({ workers: 1 });
+  const file = await pool.open(path, { mode: "r+" });
+  map.close();
+  await file.close();
+  const GOOD: WindowCall[] = [
+    ["read", (f) => f.read(new Uint8Array(4), 0)],
+    ["write", (f) => f.write(new Uint8Array(4), 0)],
+    ["readMany", (f) => f.readMany(new Uint8Array(8), [0, 4], 4)],
+    ["flush", (f) => f.flush()],
+    ["prefault", (f) => f.prefault()],
+    ["advise", (f) => f.advise("normal")],
+  ];
+  for (const [what, call] of [...BAD_ARGUMENTS, ...GOOD]) {
+    const inProcess = await failure(`closed MappedFile: ${what}`, () => call(map));
+    const throughWorker = await failure(`closed PoolFile: ${what}`, () => call(file));
+    assert.deepEqual(throughWorker, inProcess, `closed: ${what}`);
+  }
+  const closed = await failure("closed read", () => file.read(new Uint8Array(4), 0));
+  assert.equal(closed.kind, "MapClosedError");
+});

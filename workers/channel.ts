@@ -75,8 +75,18 @@ export function attachChannel(path: string): ChannelEnd | number {
 }
 
 function mapChannel(channel: number, stagingBytes: number): ChannelEnd {
+  const address = native().gm_channel_address(channel);
+  if (address === null) {
+    // Not expected right after a create or attach; the channel is closed here all the same, so
+    // that a start that fails at this point leaves no channel open.
+    native().gm_channel_close(channel);
+    throw new GuardmapError(`the library has no memory for channel ${channel}`, {
+      code: "CHANNEL",
+      status: Status.bad_handle,
+    });
+  }
   const region = Deno.UnsafePointerView.getArrayBuffer(
-    native().gm_channel_address(channel)!,
+    address,
     CHANNEL_HEADER_BYTES + stagingBytes,
   );
   return {

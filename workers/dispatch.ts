@@ -79,10 +79,7 @@ export class PoolCalls {
       );
       const finished = this.#finish(worker, first, staged, null);
       const status = typeof finished === "number" ? finished : await finished;
-      if (kind === "read" && staged !== bytes) {
-        const delivered = status === Status.ok ? length : bytesDone(worker.detailView, length);
-        bytes.set(staged.subarray(0, delivered));
-      }
+      if (kind === "read") deliver(worker, status, staged, bytes, length);
       if (status !== Status.ok) throw this.#callError(file, status, kind, position, length);
       return length;
     });
@@ -116,12 +113,7 @@ export class PoolCalls {
       );
       const finished = this.#finish(worker, first, staged, positions);
       const status = typeof finished === "number" ? finished : await finished;
-      if (staged !== bytes) {
-        const total = count * length;
-        bytes.set(
-          staged.subarray(0, status === Status.ok ? total : bytesDone(worker.detailView, total)),
-        );
-      }
+      deliver(worker, status, staged, bytes, count * length);
       if (status === Status.ok) return count * length;
       throw readManyFailure(file, failureSource(file), status, positions, length);
     });
@@ -242,4 +234,20 @@ export class PoolCalls {
  */
 function failureSource(file: PoolFileRecord): FailureSource {
   return { detail: file.worker.detailView, fileSize: () => fileSizeAt(file.path) };
+}
+
+/**
+ * After a read through a staged copy (`staged` is not `bytes`): copies what the worker delivered,
+ * all `total` bytes or those done before a failure, into the caller's `bytes`.
+ */
+function deliver(
+  worker: PoolWorker,
+  status: number,
+  staged: Uint8Array,
+  bytes: Uint8Array,
+  total: number,
+): void {
+  if (staged === bytes) return;
+  const delivered = status === Status.ok ? total : bytesDone(worker.detailView, total);
+  bytes.set(staged.subarray(0, delivered));
 }

@@ -21,7 +21,7 @@ import type { PoolCalls } from "./dispatch.ts";
 import { PoolFileRecord, type PoolWorker } from "./pool_worker.ts";
 import type { OpenAnswer } from "./protocol.ts";
 
-/** A file mapped in a `MapPool` worker. Same window rules as `MappedFile`. */
+/** A file mapped in a {@linkcode MapPool} worker. Same window rules as `MappedFile`. */
 export interface PoolFile extends AsyncDisposable {
   /** The path of the file. */
   readonly path: string;
@@ -87,9 +87,14 @@ export class PoolFileImpl extends PoolFileRecord implements PoolFile {
     this.#pool = pool;
   }
 
+  /**
+   * Throws when the file cannot take calls. Called after the argument checks, as MappedFile
+   * does, so that a bad argument gets the same error on either transport, open or closed.
+   */
   #usable(operation: string): void {
     if (this.#closed) throw new MapClosedError(operation, this.path);
-    if (this.brokenBy !== undefined) throw this.brokenBy;
+    const broken = this.brokenBy();
+    if (broken !== undefined) throw broken;
   }
 
   read(target: ArrayBufferView, position: number = 0): Promise<number> {
@@ -105,8 +110,9 @@ export class PoolFileImpl extends PoolFileRecord implements PoolFile {
     positions: Float64Array | readonly number[],
     length: number,
   ): Promise<number> {
-    this.#usable("read");
+    // The same order of checks as MappedFile.readMany: the target, the map, the positions.
     const bytes = asBytes(target, "readMany");
+    this.#usable("read");
     const list = readManyPositions(this, bytes, positions, length);
     if (length > this.#pool.stagingBytes / 2) {
       throw new RangeError(
@@ -118,25 +124,26 @@ export class PoolFileImpl extends PoolFileRecord implements PoolFile {
   }
 
   async #transfer(kind: "read" | "write", view: ArrayBufferView, position: number) {
-    this.#usable(kind);
     const bytes = copyArguments(kind, view, position);
+    this.#usable(kind);
     return await this.#pool.transfer(this, kind, bytes, position);
   }
 
   async flush(range: WindowRange = {}): Promise<void> {
+    const window = flushArguments(this, range);
     this.#usable("flush");
-    await this.#pool.request(this, "flush", flushArguments(this, range), 0);
+    await this.#pool.request(this, "flush", window, 0);
   }
 
   async prefault(options: PrefaultOptions = {}): Promise<void> {
-    this.#usable("prefault");
     const [position, length, write] = prefaultArguments(this, options);
+    this.#usable("prefault");
     await this.#pool.request(this, "prefault", [position, length], write);
   }
 
   async advise(advice: Advice, range: WindowRange = {}): Promise<void> {
-    this.#usable("advise");
     const [position, length, adviceValue] = adviseArguments(this, advice, range);
+    this.#usable("advise");
     await this.#pool.request(this, "advise", [position, length], adviceValue);
   }
 
@@ -148,7 +155,7 @@ export class PoolFileImpl extends PoolFileRecord implements PoolFile {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.brokenBy !== undefined) return;
+    if (this.brokenBy() !== undefined) return;
     await this.#pool.closeFile(this);
   }
 

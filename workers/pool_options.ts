@@ -7,9 +7,10 @@
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
 import { Status } from "../ffi/status.ts";
+import { CONSTANTS } from "../ffi/abi.ts";
 import { GuardmapError } from "../ffi/errors.ts";
 
-/** Options of `MapPool`. */
+/** Options of {@linkcode MapPool}. */
 export interface MapPoolOptions {
   /** Number of worker processes; default 2. Files are spread over them round-robin. */
   workers?: number;
@@ -73,7 +74,8 @@ export function poolSettings(options: MapPoolOptions): PoolSettings {
   }
   const stagingBytes = options.stagingBytes ?? DEFAULT_STAGING_BYTES;
   if (
-    !Number.isSafeInteger(stagingBytes) || stagingBytes < 65536 || stagingBytes > 2 ** 28 ||
+    !Number.isSafeInteger(stagingBytes) || stagingBytes < CONSTANTS.stagingBytesMin ||
+    stagingBytes > CONSTANTS.stagingBytesMax ||
     (stagingBytes & (stagingBytes - 1)) !== 0
   ) {
     throw new RangeError(

@@ -21,13 +21,10 @@ import { Life } from "./worker_process.ts";
  * ```
  */
 export class PoolFileRecord {
-  /** The path of the file. */
+  // The window, as the PoolFile interface documents it.
   readonly path: string;
-  /** The mode the file was mapped with. */
   readonly mode: MapMode;
-  /** File offset of the window's first byte. */
   readonly offset: number;
-  /** Length of the window in bytes. */
   readonly byteLength: number;
   /** The open as asked for, to open the file again in a new process. */
   readonly resolved: ResolvedOpen;
@@ -35,8 +32,8 @@ export class PoolFileRecord {
   readonly worker: PoolWorker;
   /** The map handle in the worker's current process. */
   handle: number;
-  /** Set when the file cannot be used any more: its calls throw this. */
-  protected brokenBy: Error | undefined;
+  // Private, not protected: a protected field would be an own property anyone could set.
+  #brokenBy: Error | undefined;
 
   /** The file `answer` says `worker` opened for `resolved`. */
   constructor(worker: PoolWorker, resolved: ResolvedOpen, answer: OpenAnswer) {
@@ -56,7 +53,12 @@ export class PoolFileRecord {
 
   /** The file cannot be used any more: its calls throw `error`. */
   broken(error: Error): void {
-    this.brokenBy = error;
+    this.#brokenBy = error;
+  }
+
+  /** The error the file's calls throw once it cannot be used any more, else undefined. */
+  brokenBy(): Error | undefined {
+    return this.#brokenBy;
   }
 }
 

@@ -8,6 +8,8 @@ const std = @import("std");
 const assert = std.debug.assert;
 const status_zig = @import("status.zig");
 const channel_zig = @import("channel.zig");
+const handles = @import("handles.zig");
+const c_path = @import("c_path.zig");
 
 /// The description, NUL-terminated. Keys are the Zig names.
 pub const text: [:0]const u8 = build();
@@ -28,7 +30,13 @@ fn build() [:0]const u8 {
         enumeration("channel_op", channel_zig.Op) ++ "," ++
         flags("open_flags", status_zig.OpenFlags) ++ "}," ++
         "\"constants\":{" ++
-        "\"channel_header_bytes\":" ++ number(channel_zig.header_bytes) ++ "}" ++
+        key("channel_header_bytes") ++ number(channel_zig.header_bytes) ++ "," ++
+        key("staging_bytes_min") ++ number(channel_zig.staging_bytes_min) ++ "," ++
+        key("staging_bytes_max") ++ number(channel_zig.staging_bytes_max) ++ "," ++
+        key("map_count_max") ++ number(handles.slot_count_max) ++ "," ++
+        key("path_bytes_max") ++ number(c_path.length_max) ++ "," ++
+        key("salvage_faults_bytes") ++ number(@sizeOf(status_zig.SalvageFaults)) ++ "," ++
+        key("file_size_bytes") ++ number(@sizeOf(status_zig.FileSizeBytes)) ++ "}" ++
         "}";
     return json;
 }

@@ -135,7 +135,7 @@ pub fn release(handle: f64) Status {
 
 /// For a map opened with salvage: how many faults were salvaged and the window offset of the
 /// lowest faulting address (out[0], out[1]); out[1] is 2^64 - 1 while there was none.
-pub fn salvage_faults(handle: f64, out: ?*align(1) [2]u64) Status {
+pub fn salvage_faults(handle: f64, out: ?*align(1) status_zig.SalvageFaults) Status {
     const result = out orelse return .invalid_argument;
     const lease = maps.table.acquire(handle) catch return .bad_handle;
     defer lease.release();
@@ -156,7 +156,7 @@ pub fn address(handle: f64) ?*anyopaque {
 }
 
 /// The current size of the mapped file (to tell a truncated file from a failing device).
-pub fn file_size(handle: f64, out: ?*align(1) u64) Status {
+pub fn file_size(handle: f64, out: ?*align(1) status_zig.FileSizeBytes) Status {
     const size_out = out orelse return .invalid_argument;
     const lease = maps.table.acquire(handle) catch return .bad_handle;
     defer lease.release();

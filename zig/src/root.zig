@@ -80,7 +80,7 @@ export fn gm_reap() u32 {
     return maps.reap();
 }
 
-export fn gm_salvage_faults(handle: f64, out: ?*align(1) [2]u64) i32 {
+export fn gm_salvage_faults(handle: f64, out: ?*align(1) status_zig.SalvageFaults) i32 {
     return code(map_calls.salvage_faults(handle, out));
 }
 
@@ -88,7 +88,7 @@ export fn gm_address(handle: f64) ?*anyopaque {
     return map_calls.address(handle);
 }
 
-export fn gm_file_size(handle: f64, out: ?*align(1) u64) i32 {
+export fn gm_file_size(handle: f64, out: ?*align(1) status_zig.FileSizeBytes) i32 {
     return code(map_calls.file_size(handle, out));
 }
 

@@ -74,6 +74,13 @@ pub const Status = enum(i32) {
 
 /// What went wrong, written by the library when a call returns a status other than `ok`.
 /// Fields that do not apply are zero.
+/// What gm_salvage_faults writes: the number of faulted pages salvaged, and the window offset of
+/// the first.
+pub const SalvageFaults = [2]u64;
+
+/// What gm_file_size writes: the file's size in bytes.
+pub const FileSizeBytes = u64;
+
 pub const Detail = extern struct {
     /// Bytes copied, flushed or prefaulted before the failure.
     bytes_done: u64,
