@@ -111,5 +111,10 @@ step "deno test --doc (every @example runs)"
 count_tests env TMPDIR="$scratch" "$DENO" test --doc --allow-ffi --allow-read --allow-write \
   --allow-env mod.ts ffi/ cli/
 
+step "deno test --doc README.md (every example in the README runs)"
+# The MapPool example starts worker processes: --allow-run.
+count_tests env TMPDIR="$scratch" "$DENO" test --doc --allow-ffi --allow-read --allow-write \
+  --allow-env --allow-run README.md
+
 printf '\nguardmap: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]
