@@ -37,7 +37,7 @@ import {
   roundOrder,
   warmPageCache,
   writeDataFile,
-} from "./compare_data.ts";
+} from "./compare/data.ts";
 import {
   type Family,
   formatBytes,
@@ -51,7 +51,7 @@ import {
   summarize,
   type TargetResult,
   type WorkloadResult,
-} from "./compare_report.ts";
+} from "./compare/report.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const KERNELS = new URL("./kernels.ts", import.meta.url);
