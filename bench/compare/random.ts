@@ -142,8 +142,9 @@ function viewReader(r: RandomRun): Contender {
     }
     r.s.evictor.evict();
   };
-  const spec = { label: "unsafeView() + Uint8Array.set", family: "view", role: "ceiling", before };
-  return timedContender(spec as ContenderSpec, r.slice, () => {
+  const label = "unsafeView() + Uint8Array.set";
+  const spec: ContenderSpec = { label, family: "view", role: "ceiling", before };
+  return timedContender(spec, r.slice, () => {
     for (let i = 0; i < slices.length; i++) target.set(slices[i]);
   });
 }

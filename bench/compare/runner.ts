@@ -62,7 +62,10 @@ export interface WorkloadEntry {
   build(session: Session): Promise<Workload | WorkloadResult>;
 }
 
-/** The round's operations `[start, end)` of a workload doing `ops` per round: slice 0 is the warm-up's. */
+/**
+ * The round's operations `[start, end)` of a workload doing `ops` per round, the same for every
+ * contender of the round; slice 0 is the warm-up's (round -1).
+ */
 export function roundSlice(ops: number): (round: number) => [number, number] {
   return (round) => [(round + 1) * ops, (round + 2) * ops];
 }
@@ -198,7 +201,8 @@ export async function runWorkload(workload: Workload, progress: Progress): Promi
     ...(workload.finish?.() ?? []),
     `page faults in the harness process during the timed batches: ${
       workload.contenders.map((contender, c) => `${contender.label} ${faults[c]}`).join("; ")
-    } (a page dropped from a map and touched again adds one fault per page; the runtime's own heap growth adds some)`,
+    } (a page dropped from a map and touched again adds one fault per page; the runtime's own ` +
+    "heap growth adds some)",
   ];
   await workload.close?.();
   return {

@@ -49,8 +49,9 @@ function preadCold(c: ColdRun): Contender {
 }
 
 function fsFileCold(c: ColdRun): Contender {
-  const spec = { label: "Deno.FsFile seekSync + readSync", family: "deno", role: "contender" };
-  return coldReader(c, spec as ContenderSpec, () => seekReadFully(c.denoFile, c.target, 0));
+  const label = "Deno.FsFile seekSync + readSync";
+  const spec: ContenderSpec = { label, family: "deno", role: "contender" };
+  return coldReader(c, spec, () => seekReadFully(c.denoFile, c.target, 0));
 }
 
 /**
