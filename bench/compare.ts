@@ -39,12 +39,19 @@ function selected(options: Options): WorkloadEntry[] {
   );
 }
 
-/** Builds and runs each workload in turn; a workload that cannot run is reported as skipped. */
-async function runAll(session: Session, entries: WorkloadEntry[]): Promise<WorkloadResult[]> {
-  const quick = session.options.quick;
-  const progress = new Progress(
-    new Map(entries.map((entry) => [entry.id, entry.seconds[quick ? 0 : 1]])),
+/** The progress estimate's start: the expected seconds of each workload that will run. */
+function progressFor(options: Options, entries: WorkloadEntry[]): Progress {
+  return new Progress(
+    new Map(entries.map((entry) => [entry.id, entry.seconds[options.quick ? 0 : 1]])),
   );
+}
+
+/** Builds and runs each workload in turn; a workload that cannot run is reported as skipped. */
+async function runAll(
+  session: Session,
+  entries: WorkloadEntry[],
+  progress: Progress,
+): Promise<WorkloadResult[]> {
   const results: WorkloadResult[] = [];
   for (const entry of entries) {
     const built = await entry.build(session);
@@ -75,9 +82,11 @@ async function main(): Promise<void> {
     removeDir();
     Deno.exit(130);
   });
+  const entries = selected(options);
+  const progress = progressFor(options, entries);
   try {
     const session = await openSession(options, dir, cleanups);
-    const results = await runAll(session, selected(options));
+    const results = await runAll(session, entries, progress);
     const targets = judge(results);
     await writeReports(options.out, await runInfo(session, results, started), results, targets);
   } finally {
