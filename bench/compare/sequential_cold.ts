@@ -141,7 +141,7 @@ const COLD_READERS: readonly ((c: ColdRun) => Contender | Contender[])[] = [
 ];
 
 /** The cache-dropping hook: drops, then records how much of `path` stayed resident. */
-function residency(path: string) {
+function residency(path: string): { dropped: () => Promise<void>; note: () => string } {
   const seen = { maxResident: 0, known: true };
   const dropped = async (): Promise<void> => {
     const result = await dropPageCache();

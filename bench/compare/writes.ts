@@ -51,7 +51,8 @@ function writer(
   });
 }
 
-const page = (at: number) => ({ position: at, length: 4096 });
+/** The 4 KiB at `at`, as a range for `flush`. */
+const page = (at: number): { position: number; length: number } => ({ position: at, length: 4096 });
 
 /** The writers through this process's descriptor and maps, in the order they are listed. */
 function localWriters(w: WriteRun): Contender[] {
@@ -133,7 +134,12 @@ function countDeviceBytes(
 }
 
 /** Writes the file and opens the writers' handles on it (the maps prefaulted for writing). */
-async function openWriteRun(s: Session, path: string, fileBytes: number, ops: number) {
+async function openWriteRun(
+  s: Session,
+  path: string,
+  fileBytes: number,
+  ops: number,
+): Promise<WriteRun> {
   writeDataFile(path, fileBytes);
   warmPageCache(path);
   const offsets = randomOffsets((s.options.rounds + 1) * ops, fileBytes, 4096, 0x27d4eb2f, 4096);
@@ -148,8 +154,7 @@ async function openWriteRun(s: Session, path: string, fileBytes: number, ops: nu
   const stampView = new DataView(source.buffer);
   let serial = 0;
   const stamp = (): void => stampView.setUint32(0, ++serial, true);
-  const w: WriteRun = { fd, map, viaFile, pooled, offsets, slice: roundSlice(ops), source, stamp };
-  return w;
+  return { fd, map, viaFile, pooled, offsets, slice: roundSlice(ops), source, stamp };
 }
 
 /** Notes on the bytes the device wrote per operation. */
