@@ -90,7 +90,10 @@ function memcpyLimit(q: SequentialRun): Contender {
   const label = "memcpy limit: gm_memcpy, anonymous to anonymous";
   const lib = native();
   return timedContender({ label, family: "limit", role: "limit" }, q.slice, (start, end) => {
-    for (let k = start; k < end; k++) lib.gm_memcpy(q.s.big, source, q.bytes);
+    const big = q.s.big;
+    for (let k = start; k < end; k++) {
+      lib.gm_memcpy(big, big.byteLength, source, source.byteLength, q.bytes);
+    }
   });
 }
 
