@@ -28,7 +28,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseSize } from "../cli/units.ts";
 import { parseMapfile } from "../cli/mapfile.ts";
-import { dropPageCache, residentBytes, warmPageCache, writeDataFile } from "./compare_data.ts";
+import { dropPageCache, residentBytes, warmPageCache, writeDataFile } from "./compare/data.ts";
 import { mountFaultFs } from "../tests/fuse/fault_fs.ts";
 
 const MAIN = fileURLToPath(new URL("../cli/main.ts", import.meta.url));

@@ -28,8 +28,8 @@ import {
   roundOrder,
   warmPageCache,
   writeDataFile,
-} from "./compare_data.ts";
-import { formatRate, formatTime, median } from "./compare_report.ts";
+} from "./compare/data.ts";
+import { formatRate, formatTime, median } from "./compare/report.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const quick = Deno.args.includes("--quick");

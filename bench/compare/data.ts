@@ -165,8 +165,8 @@ export async function residentBytes(path: string): Promise<number | undefined> {
 }
 
 /**
- * The order of `count` contenders (or variants) in round `round`: a permutation shuffled (Fisher-Yates) by a
- * xorshift32 seeded with the round, so every run uses the same orders.
+ * The order of `count` contenders (or variants) in round `round`: a permutation shuffled
+ * (Fisher-Yates) by a xorshift32 seeded with the round, so every run uses the same orders.
  */
 export function roundOrder(count: number, round: number): number[] {
   const order = Array.from({ length: count }, (_, i) => i);
