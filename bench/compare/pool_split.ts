@@ -10,6 +10,7 @@ import { MapPool, type PoolFile } from "../../mod.ts";
 import { sumFloat64 } from "../kernels.ts";
 import { warmPageCache } from "./data.ts";
 import { scaled } from "./options.ts";
+import { commandText } from "./machine.ts";
 import { formatBytes, formatRatio } from "./report.ts";
 import {
   type Contender,
@@ -36,21 +37,15 @@ export function workerCounts(cpus: number, fileBytes: number): number[] {
 
 /**
  * Milliseconds the main threads of `pids` (a worker's JavaScript, which runs the kernel) spent
- * on a CPU, and how often another task took the CPU from them (`/proc/<pid>/sched`), summed;
- * zeros where it cannot be read.
+ * on a CPU, and how often another task took the CPU from them (`/proc/<pid>/sched`, read by
+ * `cat`: Deno grants reads under /proc only with --allow-all), summed; zeros where unreadable.
  */
-function schedTimes(pids: readonly number[]): { runMs: number; preempted: number } {
+async function schedTimes(pids: readonly number[]): Promise<{ runMs: number; preempted: number }> {
+  const text = await commandText("cat", pids.map((pid) => `/proc/${pid}/sched`)) ?? "";
   let runMs = 0;
   let preempted = 0;
-  for (const pid of pids) {
-    try {
-      const text = Deno.readTextFileSync(`/proc/${pid}/sched`);
-      runMs += Number(/se\.sum_exec_runtime\s*:\s*([\d.]+)/.exec(text)?.[1] ?? 0);
-      preempted += Number(/nr_involuntary_switches\s*:\s*(\d+)/.exec(text)?.[1] ?? 0);
-    } catch {
-      // Not Linux, or the worker is gone: the note says what was read.
-    }
-  }
+  for (const match of text.matchAll(/se\.sum_exec_runtime\s*:\s*([\d.]+)/g)) runMs += +match[1];
+  for (const match of text.matchAll(/nr_involuntary_switches\s*:\s*(\d+)/g)) preempted += +match[1];
   return { runMs, preempted };
 }
 
@@ -103,14 +98,15 @@ async function splitSummer(q: SplitRun, count: number): Promise<Contender> {
   const samples: SchedSamples = { wallMs: [], runMs: [], preempted: [] };
   q.sched.set(count, samples);
   let start = { runMs: 0, preempted: 0, atMs: 0 };
-  const before = (): void => {
-    start = { ...schedTimes(pids()), atMs: performance.now() };
+  const before = async (): Promise<void> => {
+    start = { ...await schedTimes(pids()), atMs: performance.now() };
   };
-  const after = (round: number): void => {
+  const after = async (round: number): Promise<void> => {
     checkSum(q, label, sum);
-    const end = schedTimes(pids());
+    const wallMs = performance.now() - start.atMs;
+    const end = await schedTimes(pids());
     if (round < 0) return;
-    samples.wallMs.push(performance.now() - start.atMs);
+    samples.wallMs.push(wallMs);
     samples.runMs.push(end.runMs - start.runMs);
     samples.preempted.push(end.preempted - start.preempted);
   };
@@ -159,8 +155,9 @@ function scalingNotes(sched: Map<number, SchedSamples>): string[] {
     const wall = middle(samples.wallMs);
     const run = middle(samples.runMs);
     notes.push(
-      `${count} worker${count === 1 ? "" : "s"}, medians per timed batch (each batch includes ` +
-        `its untimed checks; from \`/proc/<pid>/sched\` of the workers' main threads): ` +
+      `${count} worker${
+        count === 1 ? "" : "s"
+      }, medians per timed batch (from \`/proc/<pid>/sched\` of the workers' main threads): ` +
         `${wall.toFixed(0)} ms wall, ${run.toFixed(0)} ms on a CPU in total ` +
         `(${(run / wall).toFixed(2)} CPUs busy on average), ` +
         `preempted ${middle(samples.preempted)} times by other tasks`,
