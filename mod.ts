@@ -54,7 +54,12 @@ export {
   WorkerCrashedError,
   type WorkerCrashedErrorOptions,
 } from "./ffi/errors.ts";
-export { MapPool, type MapPoolOptions, type PoolFile } from "./workers/map_pool.ts";
+export {
+  MapPool,
+  type MapPoolOptions,
+  type PoolFile,
+  type PoolOpenOptions,
+} from "./workers/map_pool.ts";
 export { Status, type StatusName } from "./ffi/status.ts";
 export { type FaultGuardState, rearmFaultGuard } from "./ffi/fault_guard.ts";
 export { type LibraryInfo, libraryInfo } from "./ffi/library.ts";

@@ -21,6 +21,24 @@ import { Supervisor } from "./supervisor.ts";
 export type { MapPoolOptions } from "./pool_options.ts";
 export type { PoolFile } from "./pool_file.ts";
 
+/** The options of {@linkcode MapPool.open}: those of `MappedFile.open`, and `worker`. */
+export type PoolOpenOptions = OpenOptions & {
+  /** The index of the worker (0 to `workers - 1`) that maps the window; default round-robin. */
+  worker?: number;
+};
+
+/**
+ * `options` without its `worker` key, and that key's value. Anything that is not an object is
+ * passed on whole, so `resolveOpen` reports it as `MappedFile.open` would.
+ */
+function withoutWorker(options: PoolOpenOptions): [unknown, OpenOptions] {
+  if (typeof options !== "object" || options === null || !Object.hasOwn(options, "worker")) {
+    return [undefined, options];
+  }
+  const { worker, ...rest } = options;
+  return [worker, rest];
+}
+
 /**
  * A pool of supervised worker processes that hold file mappings for this process.
  *
@@ -69,17 +87,41 @@ export class MapPool implements AsyncDisposable {
   /**
    * Maps a window of `path` in one of the workers. Same options and errors as
    * `MappedFile.open`; Deno's permissions for the path are checked in this process first.
+   *
+   * `worker` (an index from 0 to `workers - 1`) places the window on that worker; without it,
+   * files go to the workers round-robin. Windows on different workers are served in parallel:
+   * to spread one computation over the machine, open one window per worker and `run` on each
+   * (a worker serves one call at a time).
+   *
+   * @example Sum a file's float64 values on two workers at once
+   * ```ts
+   * import { MapPool } from "../mod.ts";
+   * const dir = await Deno.makeTempDir();
+   * await Deno.writeFile(`${dir}/data.bin`, new Uint8Array(new Float64Array([1, 2, 3, 4]).buffer));
+   * await Deno.writeTextFile(
+   *   `${dir}/sum.ts`,
+   *   "export const sum = (view: Uint8Array) => new Float64Array(view.buffer, view.byteOffset," +
+   *     " view.byteLength / 8).reduce((total, value) => total + value, 0);",
+   * );
+   * await using pool = new MapPool({ workers: 2 });
+   * const halves = await Promise.all([0, 1].map((worker) =>
+   *   pool.open(`${dir}/data.bin`, { offset: worker * 16, length: 16, worker })
+   * ));
+   * const sums = await Promise.all(halves.map((half) => half.run<number>(`${dir}/sum.ts`, "sum")));
+   * console.log(sums); // [ 3, 7 ]
+   * ```
    */
-  async open(path: string | URL, options: OpenOptions = {}): Promise<PoolFile> {
+  async open(path: string | URL, options: PoolOpenOptions = {}): Promise<PoolFile> {
     if (options?.salvage === true) {
       throw new TypeError(
         "salvage is for in-process maps (MappedFile.open); a MapPool worker that meets a lost " +
           "page dies and is restarted instead",
       );
     }
-    const resolved = resolveOpen(path, options);
+    const [index, mapOptions] = withoutWorker(options);
+    const resolved = resolveOpen(path, mapOptions);
     const supervisor = this.#supervisor;
-    const worker = supervisor.next();
+    const worker = index === undefined ? supervisor.next() : supervisor.at(index);
     const answer = await exclusive(supervisor, worker, "open", resolved.path, () => {
       return openOn(worker, resolved, supervisor.settings.startTimeoutMs);
     });

@@ -12,7 +12,10 @@ import { GuardmapError } from "../ffi/errors.ts";
 
 /** Options of {@linkcode MapPool}. */
 export interface MapPoolOptions {
-  /** Number of worker processes; default 2. Files are spread over them round-robin. */
+  /**
+   * Number of worker processes; default 2. Files are spread over them round-robin, unless
+   * `MapPool.open` places one with its `worker` option.
+   */
   workers?: number;
   /**
    * Extra paths the workers may read or write with Deno's own APIs: whatever `run` kernels read.

@@ -79,6 +79,28 @@ export class Supervisor {
     return this.#workers[this.#next++ % this.#workers.length];
   }
 
+  /**
+   * The worker of slot `index` (`MapPool.open`'s `worker` option); a TypeError or RangeError
+   * names the option when `index` is not a whole number from 0 to `workers - 1`.
+   */
+  at(index: unknown): PoolWorker {
+    const count = this.#workers.length;
+    if (typeof index !== "number") {
+      throw new TypeError(
+        `MapPool.open: options.worker must be a worker index (a number from 0 to ${
+          count - 1
+        }), got ${typeof index === "string" ? JSON.stringify(index) : `${typeof index} ${index}`}`,
+      );
+    }
+    if (!Number.isSafeInteger(index) || index < 0 || index >= count) {
+      throw new RangeError(
+        `MapPool.open: options.worker must be a whole number from 0 to ${count - 1} (the pool ` +
+          `has ${count} worker${count === 1 ? "" : "s"}; see MapPoolOptions.workers), got ${index}`,
+      );
+    }
+    return this.#workers[index];
+  }
+
   /** Stops every worker and unmaps everything. Idempotent. */
   close(): Promise<void> {
     this.#closed = true;

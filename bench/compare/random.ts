@@ -150,24 +150,28 @@ function viewReader(r: RandomRun): Contender {
 }
 
 /**
- * Diagnostic: the pool's reads with the host's JavaScript thread and the worker pinned to two
- * different CPUs, so that neither spins while the other waits for the same CPU.
+ * Diagnostic: the pool's reads with the host's JavaScript thread and the worker pinned to CPUs
+ * `host` and `worker`: two different CPUs, so that neither waits for the other's CPU, or the
+ * same one, as on a machine whose other CPUs are busy (the channel then sleeps at once instead
+ * of spinning, and each call waits for a context switch).
  */
-function pinnedPoolReader(r: RandomRun): Contender {
+function pinnedPoolReader(r: RandomRun, host: number, worker: number): Contender {
   const target = new Uint8Array(r.readBytes);
   const all = `0-${navigator.hardwareConcurrency - 1}`;
-  const pin = async (host: string, worker: string): Promise<void> => {
-    await commandText("taskset", ["-p", "-c", host, String(Deno.pid)]);
+  const pin = async (hostCpus: string, workerCpus: string): Promise<void> => {
+    await commandText("taskset", ["-p", "-c", hostCpus, String(Deno.pid)]);
     for (const pid of r.s.pool.pids) {
-      await commandText("taskset", ["-a", "-p", "-c", worker, String(pid)]);
+      await commandText("taskset", ["-a", "-p", "-c", workerCpus, String(pid)]);
     }
   };
   const spec: ContenderSpec = {
-    label: "MapPool PoolFile.read, host and worker pinned to CPUs 0 and 1",
+    label: host === worker
+      ? `MapPool PoolFile.read, host and worker pinned to the same CPU ${host}`
+      : `MapPool PoolFile.read, host and worker pinned to CPUs ${host} and ${worker}`,
     family: "pool",
     role: "contender",
     async before() {
-      await pin("0", "1");
+      await pin(String(host), String(worker));
       r.s.evictor.evict();
     },
     after: () => pin(all, all),
@@ -239,10 +243,12 @@ async function checkReadMany(r: RandomRun, positions: number[]): Promise<void> {
   }
 }
 
-/** All contenders of `r`: the table, the pinned diagnostic for 4 KiB, numpy's two. */
+/** All contenders of `r`: the table, the pinned diagnostics for 4 KiB, numpy's two. */
 function contenders(r: RandomRun, id: string, ops: number): Contender[] {
   const list = READERS.map((make) => make(r));
-  if (r.readBytes === 4096 && navigator.hardwareConcurrency >= 2) list.push(pinnedPoolReader(r));
+  if (r.readBytes === 4096 && navigator.hardwareConcurrency >= 2) {
+    list.push(pinnedPoolReader(r, 0, 1), pinnedPoolReader(r, 0, 0));
+  }
   if (r.s.numpy !== undefined) {
     const before = (): void => r.s.evictor.evict();
     const read = { name: id, size: r.readBytes, count: ops, slice: r.slice, evict: true };

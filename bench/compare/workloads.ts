@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { POOL_SPLIT } from "./pool_split.ts";
 import { RANDOM_4K, RANDOM_64, RANDOM_64K } from "./random.ts";
 import { REDUCTION } from "./reduction.ts";
 import type { WorkloadEntry } from "./runner.ts";
@@ -18,6 +19,7 @@ export const WORKLOADS: readonly WorkloadEntry[] = [
   RANDOM_64K,
   SEQUENTIAL_HOT,
   REDUCTION,
+  POOL_SPLIT,
   WRITES,
   SEQUENTIAL_COLD,
 ];
