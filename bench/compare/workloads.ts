@@ -9,7 +9,7 @@ import { REDUCTION } from "./reduction.ts";
 import type { WorkloadEntry } from "./runner.ts";
 import { SEQUENTIAL_COLD } from "./sequential_cold.ts";
 import { SEQUENTIAL_HOT } from "./sequential_hot.ts";
-import { WRITES } from "./writes.ts";
+import { WRITE_WORKLOADS } from "./writes.ts";
 
 /** Every workload, in the order they run; `--only` takes their ids. */
 export const WORKLOADS: readonly WorkloadEntry[] = [
@@ -18,6 +18,6 @@ export const WORKLOADS: readonly WorkloadEntry[] = [
   RANDOM_64K,
   SEQUENTIAL_HOT,
   REDUCTION,
-  WRITES,
+  ...WRITE_WORKLOADS,
   SEQUENTIAL_COLD,
 ];
