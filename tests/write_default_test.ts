@@ -124,3 +124,41 @@ fuseTest("default writes: a refused fsync fails flush, and a retry succeeds", as
   assertBytes(Deno.readFileSync(fs.backing("data.bin")).subarray(2 * PAGE, 3 * PAGE), data);
   map.flush();
 });
+
+fuseTest(
+  "default writes, write-back cache: a failed write-back fails flush until the device heals",
+  async () => {
+    // With FUSE's writeback cache, write(2) only dirties the page cache, as on ext4: a failing
+    // device shows at write-back. The pages were dirtied through the descriptor, not the map.
+    await using fs = await mountFaultFs({ writebackCache: true });
+    const original = pattern(0, 16 * PAGE);
+    Deno.writeFileSync(fs.backing("data.bin"), original);
+    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+" });
+    const data = new Uint8Array(PAGE).fill(0xa5);
+    await fs.fail({ operations: "write", file: "data.bin", errno: "EIO" });
+    assert.equal(map.write(data, 5 * PAGE), PAGE, "the write only reaches the page cache");
+    const seen = new Uint8Array(PAGE);
+    map.read(seen, 5 * PAGE);
+    assertBytes(seen, data, "the map sees the bytes at once");
+    const flushFails = (when: string) =>
+      assert.throws(
+        () => map.flush(),
+        (error: unknown) => {
+          assert.ok(error instanceof MappedIOError, `${when}: ${error}`);
+          assert.equal(error.operation, "flush", when);
+          assert.equal(error.code, "EIO", when);
+          return true;
+        },
+      );
+    flushFails("the first flush");
+    // The kernel marked the pages clean when their write-back failed; guardmap dirtied them
+    // again, so the next flush writes them again and fails again.
+    flushFails("a second flush while the device fails");
+    const backing = () => Deno.readFileSync(fs.backing("data.bin")).subarray(5 * PAGE, 6 * PAGE);
+    assertBytes(backing(), original.subarray(5 * PAGE, 6 * PAGE), "nothing reached the file");
+    await fs.heal();
+    map.flush();
+    assertBytes(backing(), data, "after the device healed, flush wrote the page");
+    assert.ok((await fs.status()).operations.write >= 3, "every flush sent a WRITE");
+  },
+);
