@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { MappedFile, MappedIOError } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 import { mountSmall, mountTest } from "./small_fs.ts";
+import { resolveWrites } from "../ffi/open_options.ts";
 import { assertBytes, pattern, scratch, sparseFile, writePattern } from "./util.ts";
 
 const PAGE = 4_096;
@@ -162,3 +163,23 @@ fuseTest(
     assert.ok((await fs.status()).operations.write >= 3, "every flush sent a WRITE");
   },
 );
+
+Deno.test("default writes: the choice by mode, salvage and platform", () => {
+  // Windows has no write through the descriptor: the default is the map there, and asking for
+  // "pwrite" says why (checked here without Windows, through the function open uses).
+  assert.equal(resolveWrites(undefined, "r+", false, "windows"), "map");
+  assert.throws(
+    () => resolveWrites("pwrite", "w+", false, "windows"),
+    /Linux only, not on windows/,
+  );
+  for (const mode of ["r+", "w+"] as const) {
+    assert.equal(resolveWrites(undefined, mode, false, "linux"), "pwrite");
+    assert.equal(resolveWrites("auto", mode, false, "linux"), "pwrite");
+    assert.equal(resolveWrites(undefined, mode, true, "linux"), "map");
+    assert.equal(resolveWrites("map", mode, false, "linux"), "map");
+  }
+  for (const mode of ["r", "c"] as const) {
+    assert.equal(resolveWrites(undefined, mode, false, "linux"), "map");
+  }
+  assert.throws(() => resolveWrites(null, "r+", false, "linux"), /got null/);
+});
