@@ -37,7 +37,7 @@ export interface ResolvedOpen {
   offset: bigint;
   /** The window length, or undefined for "to the end of the file". */
   length: bigint | undefined;
-  /** How `write` reaches the file. */
+  /** How `write` reaches the file: `"auto"` is resolved (see {@linkcode resolveWrites}). */
   writes: "map" | "pwrite";
 }
 
@@ -69,27 +69,59 @@ export function resolveOpen(path: string | URL, options: OpenOptions): ResolvedO
   if (length !== undefined && offset + length > OFFSET_MAX) {
     throw new RangeError(`offset + length (${offset + length}) exceeds the largest file offset`);
   }
-  const writes = options.writes === undefined ? "map" : options.writes;
-  if (writes !== "map" && writes !== "pwrite") {
-    throw new TypeError(`options.writes must be "map" or "pwrite", got ${describe(writes)}`);
-  }
   if (options.salvage !== undefined && typeof options.salvage !== "boolean") {
     throw new TypeError(`options.salvage must be true or false, got ${describe(options.salvage)}`);
   }
-  if (writes === "pwrite" && mode !== "r+" && mode !== "w+") {
-    throw new TypeError(
-      `writes: "pwrite" needs mode "r+" or "w+" (mode "${mode}" ` +
-        `${mode === "r" ? "cannot write" : "keeps its writes out of the file"})`,
-    );
-  }
-  if (writes === "pwrite" && options.salvage === true) {
-    throw new TypeError(
-      'writes: "pwrite" and salvage cannot be combined: a salvaged page would not show what ' +
-        "was written to the file",
-    );
-  }
+  const writes = resolveWrites(options.writes, mode, options.salvage === true, Deno.build.os);
   checkPermissions(filePath, mode);
   return { path: filePath, mode, offset, length, writes };
+}
+
+/**
+ * How `write` reaches the file, from the `writes` option (`undefined` is `"auto"`): `"auto"` is
+ * `"pwrite"` where a write through the descriptor is possible (modes `"r+"` and `"w+"`, Linux,
+ * no salvage) and `"map"` elsewhere; `"pwrite"` where it is not possible is a `TypeError`.
+ *
+ * @example
+ * ```ts
+ * import { resolveWrites } from "./open_options.ts";
+ * console.log(resolveWrites(undefined, "r+", false, "linux")); // "pwrite"
+ * console.log(resolveWrites(undefined, "c", false, "linux")); // "map"
+ * console.log(resolveWrites("map", "r+", false, "linux")); // "map"
+ * ```
+ */
+export function resolveWrites(
+  writes: unknown,
+  mode: MapMode,
+  salvage: boolean,
+  os: typeof Deno.build.os,
+): "map" | "pwrite" {
+  const chosen = writes === undefined ? "auto" : writes;
+  if (chosen !== "auto" && chosen !== "map" && chosen !== "pwrite") {
+    throw new TypeError(
+      `options.writes must be "auto", "map" or "pwrite", got ${describe(writes)}`,
+    );
+  }
+  if (chosen === "map") return "map";
+  // Mode "c" must stay in the map (its writes never reach the file), a salvaged page is
+  // anonymous memory that would not show bytes written to the file, and the library writes
+  // through the descriptor on Linux only.
+  const refusal = mode === "r"
+    ? 'mode "r" cannot write'
+    : mode === "c"
+    ? 'mode "c" keeps its writes out of the file'
+    : salvage
+    ? "salvage cannot be combined with it: a salvaged page would not show what was written to " +
+      "the file"
+    : os !== "linux"
+    ? `it is supported on Linux only, not on ${os}`
+    : undefined;
+  if (refusal === undefined) return "pwrite";
+  if (chosen === "auto") return "map";
+  throw new TypeError(
+    `writes: "pwrite" needs mode "r+" or "w+" on Linux without salvage: ${refusal}; ` +
+      'leave writes out (or "auto") to write through the map where the descriptor cannot be used',
+  );
 }
 
 const OPTION_NAMES = ["mode", "offset", "length", "salvage", "writes"];

@@ -43,20 +43,32 @@ export interface OpenOptions {
    */
   salvage?: boolean;
   /**
-   * How `write` reaches the file, modes `"r+"` and `"w+"` (Linux): `"map"` (the default) copies
-   * into the mapping through the guard; `"pwrite"` writes through the file descriptor. The map
-   * sees the bytes either way (one page cache). With `"map"` the kernel marks whole page-cache
-   * folios dirty (1 MiB was measured on ext4), so `flush()` after a 4 KiB write writes about
-   * 1 MiB to the device; with `"pwrite"` only the blocks written become dirty. Errors the file
-   * system gives at write time (`ENOSPC` mostly; `EIO` on file systems that write through, such
-   * as FUSE and many network ones) are thrown by `write` itself; on ext4 and the like a failing
-   * device is still reported by `flush()`. A write reaching past
-   * the file's current end (truncated under the map) is written up to the end and throws there,
-   * even inside the last partial page (which a write through the map would take without error);
-   * it does not grow the file back, unless a truncation races with the call (the size is read
-   * just before the `pwrite`). Not with `salvage`.
+   * How `write` reaches the file. `"pwrite"` writes through the file descriptor; `"map"` copies
+   * into the mapping through the guard. `"auto"` (the default) is `"pwrite"` in modes `"r+"` and
+   * `"w+"` on Linux without `salvage`, and `"map"` everywhere else (mode `"c"` keeps its writes
+   * in the map, a salvaged page would not show bytes written to the file, and Windows has no
+   * `"pwrite"`); `"pwrite"` where it cannot be used is a `TypeError`. The map sees the bytes at
+   * once either way (one page cache).
+   *
+   * Why the descriptor by default: a write through a mapping marks the whole page-cache folio
+   * dirty (1 MiB was measured on ext4), so `flush()` after a 4 KiB write sends about 1 MiB to the
+   * device, and the kernel's own write-back does the same; through the descriptor only the
+   * blocks written become dirty. In one run it was faster than `"map"` at every size measured,
+   * 4 KiB to 64 MiB, with and without `flush()` (bench/where_the_time_goes.md, "Writes and
+   * flush"). `"map"` is faster for many small writes to pages the map has already dirtied, with no
+   * `flush()` between them (tens of nanoseconds against a system call's microsecond or two).
+   *
+   * What `"pwrite"` changes: errors the file system gives at write time (`ENOSPC` mostly; `EIO`
+   * on file systems that write through, such as FUSE and many network ones) are thrown by `write`
+   * itself, with no signal; on ext4 and the like a failing device is still reported by
+   * `flush()`. A write reaching past the file's current end (truncated under the map) is written
+   * up to the end and throws there, even inside the last partial page (which a write through the
+   * map would take without error); it does not grow the file back, unless a truncation races
+   * with the call (the size is read just before the `pwrite`). A write that would pass the
+   * process's file-size limit (`RLIMIT_FSIZE`), where `pwrite` would raise SIGXFSZ, is copied
+   * through the map instead.
    */
-  writes?: "map" | "pwrite";
+  writes?: "auto" | "map" | "pwrite";
 }
 
 /** Faults salvaged on a map opened with `salvage: true`. */

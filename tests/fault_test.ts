@@ -89,7 +89,7 @@ Deno.test("write across a truncated end: MappedIOError, the bytes before it writ
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, FILE_BYTES);
-  using map = MappedFile.open(path, { mode: "r+" });
+  using map = MappedFile.open(path, { mode: "r+", writes: "map" });
   Deno.truncateSync(path, KEPT_BYTES);
   const source = new Uint8Array(8_192).fill(0xab);
   assert.throws(

@@ -171,7 +171,7 @@ fuseTest(
     const pages = 16;
     const original = pattern(0, pages * PAGE);
     Deno.writeFileSync(fs.backing("data.bin"), original);
-    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+" });
+    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
     const healthy = new Uint8Array(PAGE).fill(0xa1);
     const doomed = new Uint8Array(PAGE).fill(0xa5);
     map.write(healthy, 1 * PAGE);
@@ -202,7 +202,7 @@ fuseTest(
     const pages = 16;
     const original = pattern(0, pages * PAGE);
     Deno.writeFileSync(fs.backing("data.bin"), original);
-    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+" });
+    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
     const data = new Uint8Array(PAGE).fill(0xa5);
     map.write(data, 5 * PAGE);
     await fs.fail({ operations: "write", file: "data.bin", offset: 5 * PAGE, length: PAGE });
@@ -237,7 +237,7 @@ fuseTest("a refused fsync fails flush, even though the pages were written", asyn
   await using fs = await mountFaultFs();
   const original = pattern(0, 4 * PAGE);
   Deno.writeFileSync(fs.backing("data.bin"), original);
-  using map = MappedFile.open(fs.path("data.bin"), { mode: "r+" });
+  using map = MappedFile.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
   const data = new Uint8Array(PAGE).fill(0xd0);
   map.write(data, 2 * PAGE);
   // msync(MS_SYNC) on FUSE writes the dirty pages (WRITE), then asks the file system to make
@@ -258,7 +258,7 @@ fuseTest(
     await using fs = await mountFaultFs();
     const original = pattern(0, 8 * PAGE);
     Deno.writeFileSync(fs.backing("data.bin"), original);
-    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+" });
+    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
     const fills = [0xb0, 0xb1, 0xb2, 0xb3];
     fills.forEach((fill, page) => map.write(new Uint8Array(PAGE).fill(fill), page * PAGE));
     // Each one-page flush is one WRITE request: the first two succeed, every later one fails.
@@ -319,7 +319,11 @@ fuseTest(
     // sizes the file without reserving blocks; the full disk can only show at write-back.
     await fs.fail({ operations: "fallocate", errno: "EOPNOTSUPP" });
     await fs.fail({ operations: "write", errno: "ENOSPC" });
-    using map = MappedFile.open(fs.path("new.bin"), { mode: "w+", length: 16 * PAGE });
+    using map = MappedFile.open(fs.path("new.bin"), {
+      mode: "w+",
+      writes: "map",
+      length: 16 * PAGE,
+    });
     assert.equal(Deno.statSync(fs.backing("new.bin")).size, 16 * PAGE);
     // The write lands in the page cache (no signal), the write-back fails, flush says so.
     map.write(new Uint8Array(PAGE).fill(7), 0);
@@ -338,7 +342,7 @@ fuseTest(
     const pages = 8;
     const original = pattern(0, pages * PAGE);
     Deno.writeFileSync(fs.backing("data.bin"), original);
-    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+" });
+    using map = MappedFile.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
     const target = new Uint8Array(pages * PAGE);
     map.read(target, 0); // every page cached
     map.write(new Uint8Array(PAGE).fill(0xc0), 0); // page 0 dirty

@@ -53,7 +53,7 @@ fuseTest(
     await using fs = await mountFaultFs();
     Deno.writeFileSync(fs.backing("data.bin"), pattern(0, 8 * PAGE));
     await using pool = new MapPool({ workers: 1 });
-    const file = await pool.open(fs.path("data.bin"), { mode: "r+" });
+    const file = await pool.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
     const healthy = new Uint8Array(PAGE).fill(0x11);
     await file.write(healthy, 0);
     await file.flush({ position: 0, length: PAGE });
@@ -100,7 +100,7 @@ fuseTest("pool: an outage fails calls, and the same pool file works after heal",
   const bytes = pattern(0, 8 * PAGE);
   Deno.writeFileSync(fs.backing("data.bin"), bytes);
   await using pool = new MapPool({ workers: 2 });
-  const file = await pool.open(fs.path("data.bin"), { mode: "r+" });
+  const file = await pool.open(fs.path("data.bin"), { mode: "r+", writes: "map" });
   await fs.outage();
   await fs.invalidate("data.bin");
   await assert.rejects(() => file.read(new Uint8Array(PAGE), 3 * PAGE), isFault({ code: "EIO" }));

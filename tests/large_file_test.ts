@@ -13,7 +13,7 @@ Deno.test("a window at 8 GiB + 12345 of a 9 GiB sparse file: map writes, FsFile 
   const offset = 8 * GiB + 12_345;
   const message = new TextEncoder().encode("written through the map past 4 GiB");
   {
-    using map = MappedFile.open(path, { mode: "r+", offset, length: MiB });
+    using map = MappedFile.open(path, { mode: "r+", writes: "map", offset, length: MiB });
     assert.equal(map.offset, offset);
     map.write(message, 1_000);
     map.flush();
@@ -65,7 +65,12 @@ Deno.test("mapping 1 MiB at 6 GiB grows the address space by about 1 MiB, not 6 
 Deno.test("w+ at a high offset leaves the file sparse before the window", () => {
   using tmp = scratch();
   const path = tmp.path("created.bin");
-  using map = MappedFile.open(path, { mode: "w+", offset: 5 * GiB + 1, length: 4_096 });
+  using map = MappedFile.open(path, {
+    mode: "w+",
+    writes: "map",
+    offset: 5 * GiB + 1,
+    length: 4_096,
+  });
   const info = Deno.statSync(path);
   assert.equal(info.size, 5 * GiB + 1 + 4_096);
   // Only the window's blocks are reserved (blocks are 512-byte units).

@@ -39,7 +39,7 @@ Deno.test("mode r+: writes reach the file, at any offset", () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 70_000);
-  using map = MappedFile.open(path, { mode: "r+", offset: 65_537, length: 4_000 });
+  using map = MappedFile.open(path, { mode: "r+", writes: "map", offset: 65_537, length: 4_000 });
   const source = new Uint8Array([1, 2, 3, 4, 5]);
   assert.equal(map.write(source, 3_995), 5);
   map.flush();
@@ -51,7 +51,7 @@ Deno.test("mode w+: creates, truncates and sizes the file to offset + length", (
   using tmp = scratch();
   const path = tmp.path("created.bin");
   Deno.writeFileSync(path, new Uint8Array(1_000_000).fill(9)); // Truncated by w+.
-  using map = MappedFile.open(path, { mode: "w+", offset: 8_192, length: 100 });
+  using map = MappedFile.open(path, { mode: "w+", writes: "map", offset: 8_192, length: 100 });
   assert.equal(Deno.statSync(path).size, 8_292);
   const before = new Uint8Array(100);
   map.read(before, 0);
@@ -83,7 +83,7 @@ Deno.test("mode c: writes are private and never reach the file", () => {
 Deno.test("typed helpers read and write elements at an element index", () => {
   using tmp = scratch();
   const path = tmp.path("floats.bin");
-  using map = MappedFile.open(path, { mode: "w+", length: 8 * 16 });
+  using map = MappedFile.open(path, { mode: "w+", writes: "map", length: 8 * 16 });
   map.writeArray(new Float64Array([1.25, -2.5, 1e300]), 5);
   assert.deepEqual(map.readArray(Float64Array, 5, 3), new Float64Array([1.25, -2.5, 1e300]));
   assert.deepEqual(map.readArray(Float64Array, 4, 1), new Float64Array([0]));
@@ -101,7 +101,7 @@ Deno.test("read and write accept any ArrayBufferView, honouring its byteOffset",
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 4_096);
-  using map = MappedFile.open(path, { mode: "r+" });
+  using map = MappedFile.open(path, { mode: "r+", writes: "map" });
   const backing = new Uint8Array(64);
   const window = new DataView(backing.buffer, 8, 16);
   map.read(window, 100);
@@ -196,7 +196,7 @@ Deno.test("a map whose file is deleted keeps working on the old inode", () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 8_192);
-  using map = MappedFile.open(path, { mode: "r+" });
+  using map = MappedFile.open(path, { mode: "r+", writes: "map" });
   Deno.removeSync(path);
   const target = new Uint8Array(8_192);
   map.read(target, 0);
@@ -209,7 +209,7 @@ Deno.test("a map whose file is renamed over keeps working on the old inode", () 
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 8_192);
-  using map = MappedFile.open(path, { mode: "r+" });
+  using map = MappedFile.open(path, { mode: "r+", writes: "map" });
   const replacement = tmp.path("new.bin");
   Deno.writeFileSync(replacement, new Uint8Array(100).fill(1));
   Deno.renameSync(replacement, path);

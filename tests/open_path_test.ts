@@ -6,69 +6,9 @@
 import assert from "node:assert/strict";
 import { FileTooLargeError, GuardmapError, MappedFile, MapPool } from "../mod.ts";
 import { assertBytes, openDescriptors, pattern, scratch } from "./util.ts";
+import { freeBytes, mountSmall, mountTest, run } from "./small_fs.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const ROOT = Deno.uid() === 0;
 const MiB = 1024 * 1024;
-
-function run(command: string, args: string[]): string {
-  const output = new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).outputSync();
-  const text = new TextDecoder();
-  if (!output.success) {
-    throw new Error(`${command} ${args.join(" ")}: ${text.decode(output.stderr)}`);
-  }
-  return text.decode(output.stdout);
-}
-
-/** Free bytes of the file system holding `dir`, as root may use them (f_bfree). */
-function freeBytes(dir: string): number {
-  const [free, size] = run("stat", ["-f", "--format=%f %S", dir]).trim().split(" ").map(Number);
-  return free * size;
-}
-
-interface SmallFs extends Disposable {
-  dir: string;
-}
-
-/** Mounts a small file system on a fresh directory: tmpfs, or ext4 on a loop device. */
-function mountSmall(kind: "tmpfs" | "ext4", sizeBytes: number): SmallFs {
-  const dir = Deno.makeTempDirSync({ prefix: "guardmap-smallfs-" });
-  let image: string | undefined;
-  if (kind === "tmpfs") {
-    run("mount", ["-t", "tmpfs", "-o", `size=${sizeBytes}`, "tmpfs", dir]);
-  } else {
-    image = Deno.makeTempFileSync({ prefix: "guardmap-ext4-", suffix: ".img" });
-    Deno.truncateSync(image, sizeBytes);
-    run("mkfs.ext4", ["-q", "-F", image]);
-    run("mount", ["-o", "loop", image, dir]);
-  }
-  return {
-    dir,
-    [Symbol.dispose]() {
-      run("umount", [dir]);
-      Deno.removeSync(dir);
-      if (image) Deno.removeSync(image);
-    },
-  };
-}
-
-function hasCommand(name: string): boolean {
-  try {
-    return new Deno.Command("sh", { args: ["-c", `command -v ${name}`] }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-/** A test that needs root (mounts); outside CI it skips, saying so, when not root. */
-function mountTest(name: string, needs: string[], body: () => void | Promise<void>) {
-  const missing = needs.filter((command) => !hasCommand(command));
-  const ready = ROOT && missing.length === 0;
-  if (!ready && !CI) {
-    console.log(`SKIPPED "${name}": needs root and ${needs.join(", ")} (missing: ${missing})`);
-  }
-  Deno.test({ name, ignore: !ready && !CI, fn: body });
-}
 
 function isNoSpace(error: unknown, beforeTouching: boolean): boolean {
   assert.ok(error instanceof GuardmapError, `expected GuardmapError, got ${error}`);

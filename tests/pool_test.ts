@@ -47,7 +47,12 @@ Deno.test("pool: read, write, flush, prefault, advise and run through a worker",
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 3 * MiB);
   await using pool = new MapPool({ workers: 2 });
-  const file = await pool.open(path, { mode: "r+", offset: 12_345, length: 2 * MiB });
+  const file = await pool.open(path, {
+    mode: "r+",
+    writes: "map",
+    offset: 12_345,
+    length: 2 * MiB,
+  });
   assert.equal(file.byteLength, 2 * MiB);
   assert.equal(file.offset, 12_345);
 
@@ -126,7 +131,7 @@ Deno.test('pool: a worker restart keeps what was written to a "w+" file', async 
   using tmp = scratch();
   const path = tmp.path("created.bin");
   await using pool = new MapPool({ workers: 1 });
-  const file = await pool.open(path, { mode: "w+", length: 4 * 4096 });
+  const file = await pool.open(path, { mode: "w+", writes: "map", length: 4 * 4096 });
   const source = pattern(0, 4 * 4096);
   await file.write(source, 0);
   await file.flush();
@@ -241,7 +246,9 @@ Deno.test("pool: random reads and writes on two workers match Deno.FsFile byte f
   const paths = [tmp.path("a.bin"), tmp.path("b.bin")];
   for (const path of paths) writePattern(path, 4 * MiB);
   await using pool = new MapPool({ workers: 2, stagingBytes: 256 * 1024 });
-  const files = await Promise.all(paths.map((path) => pool.open(path, { mode: "r+" })));
+  const files = await Promise.all(
+    paths.map((path) => pool.open(path, { mode: "r+", writes: "map" })),
+  );
   let seed = 12345;
   const random = (limit: number) => {
     seed = (seed * 1103515245 + 12345) % 2 ** 31;

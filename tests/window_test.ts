@@ -96,9 +96,9 @@ Deno.test("MappedFile and PoolFile report the same truncation fault with the sam
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 16_384);
-  using map = MappedFile.open(path, { mode: "r+" });
+  using map = MappedFile.open(path, { mode: "r+", writes: "map" });
   await using pool = new MapPool({ workers: 1 });
-  const file = await pool.open(path, { mode: "r+" });
+  const file = await pool.open(path, { mode: "r+", writes: "map" });
   // A real fault: the pages past the new end are gone for both maps.
   Deno.truncateSync(path, 5000);
   for (const [what, call] of FAULTS) {

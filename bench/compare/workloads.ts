@@ -10,7 +10,7 @@ import { REDUCTION } from "./reduction.ts";
 import type { WorkloadEntry } from "./runner.ts";
 import { SEQUENTIAL_COLD } from "./sequential_cold.ts";
 import { SEQUENTIAL_HOT } from "./sequential_hot.ts";
-import { WRITES } from "./writes.ts";
+import { WRITE_WORKLOADS } from "./writes.ts";
 
 /** Every workload, in the order they run; `--only` takes their ids. */
 export const WORKLOADS: readonly WorkloadEntry[] = [
@@ -20,6 +20,6 @@ export const WORKLOADS: readonly WorkloadEntry[] = [
   SEQUENTIAL_HOT,
   REDUCTION,
   POOL_SPLIT,
-  WRITES,
+  ...WRITE_WORKLOADS,
   SEQUENTIAL_COLD,
 ];

@@ -1,6 +1,8 @@
 /**
- * Random 4 KiB writes at page-aligned offsets of a separate file, each made durable before the
- * next (fsync, fdatasync, msync), with the bytes the device wrote for each way.
+ * Random writes of 4 KiB, 64 KiB, 1 MiB and 64 MiB at page-aligned offsets of a separate file:
+ * `writeSync` (with and without `fsync`), `MappedFile.write` with the default `writes` (through
+ * the descriptor) and with `writes: "map"`, each with and without a `flush` of the range
+ * written, and at 4 KiB the pool and the bytes the device wrote for each way.
  *
  * @module
  */
@@ -9,7 +11,7 @@ import { join } from "node:path";
 import { MappedFile, type PoolFile } from "../../mod.ts";
 import { expectedBytes, randomOffsets, warmPageCache, writeDataFile } from "./data.ts";
 import { blockStatPath, sectorsWritten } from "./machine.ts";
-import { MIB, scaled } from "./options.ts";
+import { KIB, MIB, scaled } from "./options.ts";
 import { type Family, formatBytes, type Role } from "./report.ts";
 import {
   type Contender,
@@ -20,21 +22,22 @@ import {
 } from "./runner.ts";
 import type { Session } from "./session.ts";
 
+/** The two ways `MappedFile.write` reaches the file, as the labels name them. */
+type WriteWay = "default" | "map";
+
 /** The handles every writer writes through, all on the same file, and what they write. */
 interface WriteRun {
   fd: number;
-  map: MappedFile;
-  viaFile: MappedFile;
-  pooled: PoolFile;
+  maps: Record<WriteWay, MappedFile>;
   offsets: Float64Array;
   slice: (round: number) => [number, number];
-  /** The 4 KiB written; its first 4 bytes change from one write to the next. */
+  /** The bytes written; its first 4 bytes change from one write to the next. */
   source: Uint8Array;
   /** Stamps the next serial number into `source`. */
   stamp: () => void;
 }
 
-/** A contender whose operation is `step(offset)`: write 4 KiB there and make it durable. */
+/** A contender whose operation is `step(offset)`: write `source` there (and make it durable). */
 function writer(
   w: WriteRun,
   label: string,
@@ -51,76 +54,107 @@ function writer(
   });
 }
 
-/** The 4 KiB at `at`, as a range for `flush`. */
-const page = (at: number): { position: number; length: number } => ({ position: at, length: 4096 });
+const WAY_LABELS: Record<WriteWay, string> = {
+  default: "default writes (pwrite)",
+  map: 'writes: "map"',
+};
 
 /** The writers through this process's descriptor and maps, in the order they are listed. */
-function localWriters(w: WriteRun): Contender[] {
-  const { fd, map, viaFile, source } = w;
-  return [
+function localWriters(w: WriteRun, withExtras: boolean): Contender[] {
+  const { fd, maps, source } = w;
+  const size = source.length;
+  const range = (at: number) => ({ position: at, length: size });
+  const contenders = [
     writer(w, "node:fs writeSync + fsyncSync", "node", "baseline", (at) => {
-      writeSync(fd, source, 0, 4096, at);
+      writeSync(fd, source, 0, size, at);
       fsyncSync(fd);
     }),
-    writer(w, "node:fs writeSync + fdatasyncSync", "node", "contender", (at) => {
-      writeSync(fd, source, 0, 4096, at);
+  ];
+  if (withExtras) {
+    contenders.push(writer(w, "node:fs writeSync + fdatasyncSync", "node", "contender", (at) => {
+      writeSync(fd, source, 0, size, at);
       fdatasyncSync(fd);
-    }),
-    writer(w, "MappedFile.write + flush() (whole window)", "guardmap", "contender", (at) => {
-      map.write(source, at);
-      map.flush();
-    }),
-    writer(
+    }));
+  }
+  for (const way of ["default", "map"] as const) {
+    const map = maps[way];
+    contenders.push(writer(
       w,
-      "MappedFile.write + flush({ position, length: 4096 })",
+      `MappedFile.write + flush({ position, length }), ${WAY_LABELS[way]}`,
       "guardmap",
       "contender",
       (at) => {
         map.write(source, at);
-        map.flush(page(at));
+        map.flush(range(at));
       },
-    ),
-    writer(
+    ));
+  }
+  if (withExtras) {
+    const map = maps.default;
+    contenders.push(writer(
       w,
-      'MappedFile.write + flush({ position, length: 4096 }), writes: "pwrite"',
+      `MappedFile.write + flush() (whole window), ${WAY_LABELS.default}`,
       "guardmap",
       "contender",
       (at) => {
-        viaFile.write(source, at);
-        viaFile.flush(page(at));
+        map.write(source, at);
+        map.flush();
       },
-    ),
-  ];
+    ));
+  }
+  contenders.push(writer(w, "node:fs writeSync, no sync", "node", "contender", (at) => {
+    writeSync(fd, source, 0, size, at);
+  }));
+  for (const way of ["default", "map"] as const) {
+    const map = maps[way];
+    contenders.push(writer(
+      w,
+      `MappedFile.write, no flush, ${WAY_LABELS[way]}`,
+      "guardmap",
+      "contender",
+      (at) => map.write(source, at),
+    ));
+  }
+  return contenders;
 }
 
-function poolWriter(w: WriteRun): Contender {
-  const label = "MapPool PoolFile.write + flush() (worker process)";
-  return timedContender(
-    { label, family: "pool", role: "contender" },
-    w.slice,
-    async (start, end) => {
-      const { offsets, pooled, source } = w;
-      for (let i = start; i < end; i++) {
-        w.stamp();
-        await pooled.write(source, offsets[i]);
-        await pooled.flush();
-      }
-    },
+/** The pool's writers (4 KiB only): a `PoolFile` of each way, write + flush of the whole file. */
+function poolWriters(w: WriteRun, pooled: Record<WriteWay, PoolFile>): Contender[] {
+  return (["default", "map"] as const).map((way) =>
+    timedContender(
+      {
+        label: `MapPool PoolFile.write + flush() (worker process), ${WAY_LABELS[way]}`,
+        family: "pool",
+        role: "contender",
+      },
+      w.slice,
+      async (start, end) => {
+        const { offsets, source } = w;
+        for (let i = start; i < end; i++) {
+          w.stamp();
+          await pooled[way].write(source, offsets[i]);
+          await pooled[way].flush();
+        }
+      },
+    )
   );
 }
 
 /**
- * Bytes the device wrote during each contender's timed batches (/sys/class/block/DEV/stat,
- * sectors written): shows how much each way of writing 4 KiB really sends to the disk.
+ * Before each batch (untimed), every dirty page of the file is written back, so that each
+ * contender starts from clean pages whatever ran before it; with `statPath`, the bytes the
+ * device wrote during each timed batch are counted (/sys/class/block/DEV/stat, sectors written).
  */
-function countDeviceBytes(
+function settleAndCount(
   contenders: Contender[],
+  fd: number,
   statPath: string | undefined,
 ): Map<string, number> {
   const deviceBytes = new Map<string, number>();
   let sectorsBefore: number | undefined;
   for (const contender of contenders) {
     contender.before = async () => {
+      fsyncSync(fd);
       sectorsBefore = await sectorsWritten(statPath);
     };
     contender.after = async (round) => {
@@ -134,27 +168,34 @@ function countDeviceBytes(
 }
 
 /** Writes the file and opens the writers' handles on it (the maps prefaulted for writing). */
-async function openWriteRun(
+function openWriteRun(
   s: Session,
   path: string,
   fileBytes: number,
+  writeBytes: number,
   ops: number,
-): Promise<WriteRun> {
+): WriteRun {
   writeDataFile(path, fileBytes);
   warmPageCache(path);
-  const offsets = randomOffsets((s.options.rounds + 1) * ops, fileBytes, 4096, 0x27d4eb2f, 4096);
-  const source = expectedBytes(0, 4096).slice();
+  const offsets = randomOffsets(
+    (s.options.rounds + 1) * ops,
+    fileBytes,
+    writeBytes,
+    0x27d4eb2f ^ writeBytes,
+    4096,
+  );
+  const source = expectedBytes(0, writeBytes).slice();
   const fd = openSync(path, "r+");
-  const map = MappedFile.open(path, { mode: "r+" });
-  map.prefault({ write: true });
-  const viaFile = MappedFile.open(path, { mode: "r+", writes: "pwrite" });
-  const pooled = await s.pool.open(path, { mode: "r+" });
-  await pooled.prefault({ write: true });
+  const maps = {
+    default: MappedFile.open(path, { mode: "r+" }),
+    map: MappedFile.open(path, { mode: "r+", writes: "map" }),
+  };
+  for (const map of Object.values(maps)) map.prefault({ write: true });
   // Vary the data a little from one write to the next, as a real workload would.
   const stampView = new DataView(source.buffer);
   let serial = 0;
   const stamp = (): void => stampView.setUint32(0, ++serial, true);
-  return { fd, map, viaFile, pooled, offsets, slice: roundSlice(ops), source, stamp };
+  return { fd, maps, offsets, slice: roundSlice(ops), source, stamp };
 }
 
 /** Notes on the bytes the device wrote per operation. */
@@ -165,7 +206,8 @@ function deviceNotes(
 ): string[] {
   return deviceBytes.size === 0 ? ["device write counters not available"] : [
     `bytes the device (${statPath}) wrote per operation, over all timed batches (all ` +
-    `writers on the machine count): ${
+    `writers on the machine count; without a sync the kernel writes back later, mostly ` +
+    `outside the batch): ${
       [...deviceBytes].map(([label, bytes]) =>
         `${label}: ${formatBytes(Math.round(bytes / operations / 1024) * 1024)}`
       ).join("; ")
@@ -173,39 +215,84 @@ function deviceNotes(
   ];
 }
 
-async function writesWorkload(s: Session): Promise<Workload> {
+/** One size of write: its id, bytes, the file's size and the writes per round. */
+interface WriteSize {
+  id: string;
+  writeBytes: [number, number];
+  fileBytes: [number, number];
+  ops: [number, number];
+}
+
+async function writesWorkload(s: Session, size: WriteSize): Promise<Workload> {
   const { options } = s;
-  const fileBytes = scaled(options, 16 * MIB, 64 * MIB);
-  const ops = scaled(options, 60, 300);
-  const w = await openWriteRun(s, join(s.dir, "writes.bin"), fileBytes, ops);
-  const contenders = [...localWriters(w), poolWriter(w)];
+  const pick = <T>(pair: [T, T]): T => scaled(options, pair[0], pair[1]);
+  const [writeBytes, fileBytes, ops] = [
+    pick(size.writeBytes),
+    pick(size.fileBytes),
+    pick(size.ops),
+  ];
+  const w = openWriteRun(s, join(s.dir, `${size.id}.bin`), fileBytes, writeBytes, ops);
+  const small = writeBytes <= 4 * KIB;
+  const pooled = small
+    ? {
+      default: await s.pool.open(w.maps.default.path, { mode: "r+" }),
+      map: await s.pool.open(w.maps.default.path, { mode: "r+", writes: "map" }),
+    }
+    : undefined;
+  const contenders = [
+    ...localWriters(w, small),
+    ...(pooled === undefined ? [] : poolWriters(w, pooled)),
+  ];
   const statPath = await blockStatPath(s.dir);
-  const deviceBytes = countDeviceBytes(contenders, statPath);
+  const deviceBytes = settleAndCount(contenders, w.fd, statPath);
   return {
-    id: "writes",
-    title: "random 4 KiB writes + flush",
-    operation: `write 4 KiB at a random page-aligned offset of a ${
+    id: size.id,
+    title: `random ${formatBytes(writeBytes)} writes, with and without flush`,
+    operation: `write ${formatBytes(writeBytes)} at a random page-aligned offset of a ${
       formatBytes(fileBytes)
-    } file, then make it durable (fsync / fdatasync / msync(MS_SYNC))`,
-    cache: "page cache hot (file written, synced and read before timing)",
+    } file, then (where the label says) make it durable (fsync / fdatasync / msync(MS_SYNC))`,
+    cache: "page cache hot (file written and read before timing); every dirty page written " +
+      "back before each batch",
     opsPerRound: ops,
-    bytesPerOp: 0,
-    throughput: false,
+    bytesPerOp: writeBytes,
+    throughput: writeBytes >= MIB,
     rounds: options.rounds,
     contenders,
     notes: [
-      "all contenders write to the same file, one after another; each operation waits for " +
-      "the device before the next starts",
+      "all contenders write to the same file, one after another; each durable operation waits " +
+      'for the device before the next starts. "default writes" is MappedFile.open without a ' +
+      '`writes` option ("auto": through the descriptor in mode r+)',
     ],
     finish: () => deviceNotes(deviceBytes, statPath, ops * options.rounds),
-    close: () => {
+    close: async () => {
       closeSync(w.fd);
-      w.map.close();
-      w.viaFile.close();
-      void w.pooled.close();
+      for (const map of Object.values(w.maps)) map.close();
+      if (pooled !== undefined) await Promise.all(Object.values(pooled).map((f) => f.close()));
     },
   };
 }
 
-/** The random 4 KiB writes; writes per round: 60 (quick) or 300, to a 16 or 64 MiB file. */
-export const WRITES: WorkloadEntry = { id: "writes", seconds: [5, 20], build: writesWorkload };
+/** The sizes, `[--quick, full]`: bytes per write, the file, writes per round. */
+const SIZES: WriteSize[] = [
+  { id: "writes", writeBytes: [4 * KIB, 4 * KIB], fileBytes: [16 * MIB, 64 * MIB], ops: [60, 300] },
+  {
+    id: "writes-64k",
+    writeBytes: [64 * KIB, 64 * KIB],
+    fileBytes: [64 * MIB, 256 * MIB],
+    ops: [20, 100],
+  },
+  { id: "writes-1m", writeBytes: [MIB, MIB], fileBytes: [64 * MIB, 256 * MIB], ops: [4, 20] },
+  {
+    id: "writes-64m",
+    writeBytes: [8 * MIB, 64 * MIB],
+    fileBytes: [64 * MIB, 256 * MIB],
+    ops: [1, 1],
+  },
+];
+
+/** The random writes of each size; `writes` is the 4 KiB one. */
+export const WRITE_WORKLOADS: WorkloadEntry[] = SIZES.map((size) => ({
+  id: size.id,
+  seconds: [5, 20],
+  build: (s: Session) => writesWorkload(s, size),
+}));

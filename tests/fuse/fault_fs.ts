@@ -105,6 +105,7 @@ export async function mountFaultFs(options: MountOptions = {}): Promise<FaultFs>
         ...(options.maxReadahead === undefined
           ? []
           : ["--max-readahead", `${options.maxReadahead}`]),
+        ...(options.writebackCache === true ? ["--writeback-cache", "1"] : []),
         backingPath,
         mountPath,
         ...(options.fuseOptions ?? []),

@@ -100,6 +100,12 @@ export interface MountOptions {
    * fault); default: the kernel's, 128 KiB.
    */
   maxReadahead?: number;
+  /**
+   * Let the kernel cache writes (FUSE's writeback cache): `write(2)` then only dirties the page
+   * cache, as on ext4, and a failing WRITE fails the write-back (`flush`), not the `write`.
+   * Default false: every write goes to the file system at once.
+   */
+  writebackCache?: boolean;
   /** Extra libfuse options, such as `["-o", "ro"]`. */
   fuseOptions?: string[];
 }

@@ -4,7 +4,8 @@
 // fail (SIGBUS), a WRITE answered with EIO makes write-back fail (msync reports it), a FALLOCATE
 // answered with ENOSPC is a full disk.
 //
-//   faultfs [--log FILE] [--max-readahead BYTES] BACKING MOUNTPOINT [libfuse options...]
+//   faultfs [--log FILE] [--max-readahead BYTES] [--writeback-cache 0|1] BACKING MOUNTPOINT
+//           [libfuse options...]
 //
 // It runs in the foreground (-f), multithreaded, until it is unmounted or gets SIGTERM/SIGINT
 // (then libfuse unmounts); its parent's death sends it SIGTERM. It is controlled without remounting through a virtual file in the
@@ -100,6 +101,7 @@ static struct {
     unsigned rule_ids[RULES_MAX];
     uint64_t counters[OP_COUNT];
     long max_readahead; // -1: the kernel's default (128 KiB)
+    bool writeback_cache; // --writeback-cache 1: let the kernel cache writes (see faultfs_init)
 } state = {.backing_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .max_readahead = -1};
 
 static void log_line(const char *format, ...) {
@@ -421,12 +423,19 @@ static void *faultfs_init(struct fuse_conn_info *conn, struct fuse_config *confi
     config->direct_io = 0;
     conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     // Without the writeback cache every dirty mapped page goes to this daemon as a WRITE, so a
-    // failing WRITE is exactly a failing write-back.
-    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    // failing WRITE is exactly a failing write-back. With it (--writeback-cache 1), write(2)
+    // also only dirties the page cache, as on ext4, and a failing WRITE is a failing write-back
+    // of pages written through the descriptor too.
+    if (state.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE) != 0) {
+        conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    } else {
+        conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    }
     // The readahead window (fuse_main has no option for it): how much the kernel asks for
     // around a page fault, so how far a failing READ can reach beyond the faulting page.
     if (state.max_readahead >= 0) conn->max_readahead = (unsigned)state.max_readahead;
-    log_line("ready (max_readahead %u, max_write %u)", conn->max_readahead, conn->max_write);
+    log_line("ready (max_readahead %u, max_write %u, writeback_cache %d)", conn->max_readahead,
+             conn->max_write, (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0);
     return NULL;
 }
 
@@ -691,8 +700,8 @@ static const struct fuse_operations operations = {
 };
 
 static int usage(void) {
-    fprintf(stderr, "usage: faultfs [--log FILE] [--max-readahead BYTES] BACKING MOUNTPOINT "
-                    "[libfuse options...]\n");
+    fprintf(stderr, "usage: faultfs [--log FILE] [--max-readahead BYTES] [--writeback-cache 0|1] "
+                    "BACKING MOUNTPOINT [libfuse options...]\n");
     return 2;
 }
 
@@ -711,6 +720,9 @@ int main(int argc, char *argv[]) {
             uint64_t bytes = 0;
             if (!parse_u64(value, &bytes) || bytes > UINT32_MAX) return usage();
             state.max_readahead = (long)bytes;
+        } else if (strcmp(argv[first], "--writeback-cache") == 0) {
+            if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) return usage();
+            state.writeback_cache = strcmp(value, "1") == 0;
         } else {
             return usage();
         }

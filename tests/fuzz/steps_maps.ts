@@ -27,19 +27,14 @@ export function open(fuzzer: Fuzzer): void {
   if (choice === undefined) return badOpen(fuzzer);
   const { file, mode, salvage, offset, length } = choice;
   const rng = fuzzer.rng;
-  // Every third writable map off faultfs writes through the file descriptor (writes: "pwrite").
-  // Chosen from the map's number, not the generator, so that every seed keeps its sequence.
-  // Not on faultfs: there a failing WRITE is reported by write itself, which the model of
-  // write-back failures does not describe (tests/pwrite_test.ts covers it).
-  const pwrite = !file.fuse && !salvage && (mode === "r+" || mode === "w+") &&
-    fuzzer.nextMapId % 3 === 0;
+  const { writes, pwrite } = chooseWrites(fuzzer, file, mode, salvage);
   const options = {
     mode,
     // Sometimes a bigint, which the API takes for offsets past 2^53.
     offset: rng.chance(0.2) ? BigInt(offset) : offset,
     ...(length === undefined ? {} : { length: rng.chance(0.1) ? BigInt(length) : length }),
     salvage,
-    ...(pwrite ? { writes: "pwrite" as const } : {}),
+    ...(writes === undefined ? {} : { writes }),
   };
   const what = `open ${file.name} ${JSON.stringify({ ...options, offset, length })}`;
   fuzzer.log(what);
@@ -60,6 +55,29 @@ export function open(fuzzer: Fuzzer): void {
   assert.equal(mapped.closed, false, `${what}: closed`);
   const map = new MapModel(fuzzer.nextMapId++, file, mapped, mode, offset, windowLength, salvage);
   opened(fuzzer, map, pwrite);
+}
+
+/**
+ * The `writes` option of an open (undefined: left out, the default `"auto"`) and whether the map
+ * then writes through the file descriptor. Off faultfs, writable maps take in turn
+ * `writes: "pwrite"`, the default and `writes: "map"`; the default is `"pwrite"` for modes
+ * `"r+"`/`"w+"` without salvage, `"map"` otherwise. Chosen from the map's number, not the
+ * generator, so that every seed keeps its sequence. On faultfs always `"map"`: there a failing
+ * WRITE is reported by `write` itself, which the model of write-back failures does not describe
+ * (tests/pwrite_test.ts covers it).
+ */
+function chooseWrites(
+  fuzzer: Fuzzer,
+  file: FileModel,
+  mode: MapMode,
+  salvage: boolean,
+): { writes: "map" | "pwrite" | undefined; pwrite: boolean } {
+  const descriptor = !salvage && (mode === "r+" || mode === "w+");
+  if (file.fuse) return { writes: "map", pwrite: false };
+  const turn = fuzzer.nextMapId % 3;
+  if (turn === 0 && descriptor) return { writes: "pwrite", pwrite: true };
+  if (turn === 1) return { writes: undefined, pwrite: descriptor };
+  return { writes: "map", pwrite: false };
 }
 
 /** The file, mode and window of an open; undefined when the file leaves no room for one. */
@@ -107,6 +125,7 @@ function opened(fuzzer: Fuzzer, map: MapModel, pwrite: boolean): void {
   file.maps.add(map);
   fuzzer.maps.push(map);
   if (pwrite) fuzzer.count("= pwrite map");
+  else if (mode === "r+" || mode === "w+") fuzzer.count("= map-write map");
   fuzzer.log(`  -> ${map.label}`);
 }
 

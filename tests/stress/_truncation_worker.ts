@@ -57,8 +57,8 @@ function run(job: TruncationJob): TruncationReport {
     let map: MappedFile;
     try {
       map = next(2) === 0
-        ? MappedFile.open(job.paths[file], { mode: "r+", length: job.size })
-        : MappedFile.open(job.paths[file], { mode: "r+" });
+        ? MappedFile.open(job.paths[file], { mode: "r+", writes: "map", length: job.size })
+        : MappedFile.open(job.paths[file], { mode: "r+", writes: "map" });
       bump(report.counts, "opens");
     } catch (error) {
       // The file was short at that moment: a typed refusal is right, anything else is counted.
