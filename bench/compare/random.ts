@@ -150,6 +150,22 @@ function viewReader(r: RandomRun): Contender {
 }
 
 /**
+ * The unguarded copy as a program writes it: the subarray of each read is made in the loop. The
+ * pre-sliced contender above is the ceiling; this is the alternative a user has (see "The cost of
+ * one call" in bench/where_the_time_goes.md: the extra work per read stops the CPU from
+ * overlapping successive reads' cache misses, as a guarded call does).
+ */
+function viewInLoopReader(r: RandomRun): Contender {
+  const target = new Uint8Array(r.readBytes);
+  const label = "unsafeView() + set(view.subarray(...)) in the loop (unguarded)";
+  return reader(r, { label, family: "view", role: "contender" }, (start, end) => {
+    const { offsets, readBytes } = r;
+    const view = r.s.view;
+    for (let i = start; i < end; i++) target.set(view.subarray(offsets[i], offsets[i] + readBytes));
+  });
+}
+
+/**
  * Diagnostic: the pool's reads with the host's JavaScript thread and the worker pinned to CPUs
  * `host` and `worker`: two different CPUs, so that neither waits for the other's CPU, or the
  * same one, as on a machine whose other CPUs are busy (the channel then sleeps at once instead
@@ -188,6 +204,7 @@ const READERS: readonly ((r: RandomRun) => Contender)[] = [
   poolReader,
   poolManyReader,
   viewReader,
+  viewInLoopReader,
 ];
 
 /** Every path must return the file's bytes: checked once, untimed, at `positions`. */
