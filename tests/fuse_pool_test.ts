@@ -4,9 +4,9 @@
 import assert from "node:assert/strict";
 import { MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
-import { assertBytes, pattern } from "./util.ts";
+import { assertBytes, pageSize, pattern, prefaultTest } from "./util.ts";
 
-const PAGE = 4_096;
+const PAGE = pageSize();
 const KERNELS = new URL("./kernels/kernels.ts", import.meta.url);
 
 function isFault(expected: Partial<MappedIOError>) {
@@ -39,12 +39,29 @@ fuseTest(
       }),
     );
     assertBytes(target.subarray(0, 20 * PAGE - 1000), bytes.subarray(1000, 20 * PAGE));
-    await assert.rejects(() => file.prefault(), isFault({ fileOffset: 20 * PAGE }));
     assert.equal(pool.restarts, 0);
     await fs.heal();
     await file.read(target, 0);
     assertBytes(target, bytes.subarray(1000, 1000 + 40 * PAGE));
   },
+);
+
+prefaultTest(
+  "pool: prefault over a page that answers EIO reports that page; after heal it succeeds",
+  async () => {
+    await using fs = await mountFaultFs();
+    Deno.writeFileSync(fs.backing("data.bin"), pattern(0, 64 * PAGE));
+    await using pool = new MapPool({ workers: 1 });
+    const file = await pool.open(fs.path("data.bin"), { offset: 1000 });
+    await fs.fail({ operations: "read", file: "data.bin", offset: 20 * PAGE + 5, length: 1 });
+    // As in the test above: a read meets the page first.
+    await assert.rejects(() => file.read(new Uint8Array(40 * PAGE), 0), isFault({ code: "EIO" }));
+    await assert.rejects(() => file.prefault(), isFault({ fileOffset: 20 * PAGE }));
+    assert.equal(pool.restarts, 0);
+    await fs.heal();
+    await file.prefault();
+  },
+  fuseTest,
 );
 
 fuseTest(

@@ -2,7 +2,7 @@
 // outside guardmap's directory, with real signals (SIGSTOP, SIGKILL) to real worker processes.
 import assert from "node:assert/strict";
 import { GuardmapError, MapPool, type PoolFile, WorkerCrashedError } from "../mod.ts";
-import { assertBytes, runScript, scratch, writePattern } from "./util.ts";
+import { assertBytes, runScript, scaledMs, scratch, writePattern } from "./util.ts";
 
 const MiB = 2 ** 20;
 
@@ -48,7 +48,7 @@ for (const operation of ["read", "flush"] as const) {
     using tmp = scratch();
     const path = tmp.path("data.bin");
     const bytes = writePattern(path, 64 * 1024);
-    const timeoutMs = 1500;
+    const timeoutMs = scaledMs(1500);
     await using pool = new MapPool({ workers: 1, callTimeoutMs: timeoutMs });
     const file = await pool.open(path, { mode: "r+" });
     const small = new Uint8Array(4096);
@@ -78,7 +78,7 @@ for (const operation of ["read", "flush"] as const) {
     // Without a wait off the event loop there is one gap as long as the whole time limit. With
     // it, the 20 ms timer keeps firing; 300 ms leaves room for a loaded 2-core machine.
     const longest = Math.max(...gaps);
-    assert.ok(longest < 300, `the event loop stood still for ${longest.toFixed(0)} ms`);
+    assert.ok(longest < scaledMs(300), `the event loop stood still for ${longest.toFixed(0)} ms`);
     assert.ok(gaps.length >= timeoutMs / 20 / 3, `only ${gaps.length} ticks in ${waited} ms`);
     // The pool recovers: a new worker serves the same handle.
     await file.read(small, 4096);
@@ -105,7 +105,7 @@ for (const length of [4096, 0]) {
     const started = performance.now();
     let reads = 0;
     // Bounded: 5 s at most; the timer is due after 50 ms.
-    while (!fired && performance.now() - started < 5000) {
+    while (!fired && performance.now() - started < scaledMs(5000)) {
       await file.read(target, (reads++ % 255) * 4096);
     }
     const elapsed = performance.now() - started;
@@ -113,7 +113,7 @@ for (const length of [4096, 0]) {
       fired,
       `a 50 ms timer did not fire during ${reads} reads in ${elapsed.toFixed(0)} ms`,
     );
-    assert.ok(elapsed < 1000, `the 50 ms timer fired after ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed < scaledMs(1000), `the 50 ms timer fired after ${elapsed.toFixed(0)} ms`);
   });
 }
 
@@ -205,7 +205,7 @@ Deno.test("pool breaker: a pool that gave up under a kill storm works again once
       file,
       target,
       (error) => error instanceof GuardmapError && error.code === "POOL_FAILED",
-      performance.now() + 30_000,
+      performance.now() + scaledMs(30_000),
     );
   } finally {
     clearInterval(killer);
@@ -217,10 +217,10 @@ Deno.test("pool breaker: a pool that gave up under a kill storm works again once
   await assert.rejects(file.read(target, 0), (error: unknown) => {
     return error instanceof GuardmapError && error.code === "POOL_FAILED";
   });
-  assert.ok(performance.now() - before < 50, "an open breaker answered slowly");
+  assert.ok(performance.now() - before < scaledMs(50), "an open breaker answered slowly");
   // The storm is over: within the longest back-off plus a start, a call closes the breaker.
   const recovered = performance.now();
-  await readUntil(file, target, (error) => error === undefined, recovered + 20_000);
+  await readUntil(file, target, (error) => error === undefined, recovered + scaledMs(20_000));
   assertBytes(target, bytes.subarray(0, 4096));
   assert.ok(performance.now() - recovered >= backoffMaxMs / 2, "the breaker closed early");
   for (let index = 0; index < 20; index++) {
@@ -382,7 +382,11 @@ Deno.test("pool kernels: a run that restarted its worker for a grant reports and
       `${kernels}/boom.ts`,
       `export function boom() { console.error("boom kernel ran"); Deno.exit(7); }\n`,
     );
-    await using pool = new MapPool({ workers: 1, runTimeoutMs: 500, callTimeoutMs: 3000 });
+    await using pool = new MapPool({
+      workers: 1,
+      runTimeoutMs: scaledMs(500),
+      callTimeoutMs: scaledMs(3000),
+    });
     const file = await pool.open(path);
     const before = pool.pids;
     const spun = await file.run(`${kernels}/spin.ts`, "spin").catch((error) => error);
@@ -396,7 +400,7 @@ Deno.test("pool kernels: a run that restarted its worker for a grant reports and
     assert.equal(pool.pids.length, 1);
     assert.ok(!before.includes(pool.pids[0]));
     assert.ok(
-      await eventually(() => liveWorkers().join() === pool.pids.join(), 5000),
+      await eventually(() => liveWorkers().join() === pool.pids.join(), scaledMs(5000)),
       `worker processes ${liveWorkers()}, pool workers ${pool.pids}: one is left spinning`,
     );
     // A kernel that dies on its first run: its own exit code and stderr, not the old worker's.

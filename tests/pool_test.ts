@@ -1,10 +1,21 @@
 // MapPool: crash isolation with real signals and faults, restarts, data integrity, cleanup.
 import assert from "node:assert/strict";
 import { GuardmapError, MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
-import { assertBytes, openDescriptors, pattern, runScript, scratch, writePattern } from "./util.ts";
+import {
+  assertBytes,
+  openDescriptors,
+  pageSize,
+  pattern,
+  prefaultTest,
+  runScript,
+  scaledMs,
+  scratch,
+  writePattern,
+} from "./util.ts";
 
 const KERNELS = new URL("./kernels/kernels.ts", import.meta.url);
 const MiB = 2 ** 20;
+const PAGE = pageSize();
 
 function isCrash(expected: Partial<WorkerCrashedError>) {
   return (error: unknown): boolean => {
@@ -59,7 +70,7 @@ Deno.test("pool: read, write, flush, prefault, advise and run through a worker",
   await file.read(large, 1);
   assertBytes(large, bytes.subarray(12_346, 12_345 + 2 * MiB));
 
-  const source = new Uint8Array(5 * 4096).fill(0x5a);
+  const source = new Uint8Array(5 * PAGE).fill(0x5a);
   await file.write(source, 4_095);
   await file.flush();
   const check = Deno.readFileSync(path);
@@ -77,23 +88,41 @@ Deno.test("pool: read, write, flush, prefault, advise and run through a worker",
 Deno.test("pool: an I/O fault in a worker's guarded copy is a MappedIOError, the worker lives", async () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");
-  writePattern(path, 65_536);
+  writePattern(path, 16 * PAGE);
   await using pool = new MapPool({ workers: 1 });
   const file = await pool.open(path);
-  Deno.truncateSync(path, 12_288);
-  await assert.rejects(() => file.read(new Uint8Array(65_536), 0), (error: unknown) => {
+  const kept = 3 * PAGE;
+  Deno.truncateSync(path, kept);
+  await assert.rejects(() => file.read(new Uint8Array(16 * PAGE), 0), (error: unknown) => {
     assert.ok(error instanceof MappedIOError, String(error));
-    assert.equal(error.position, 12_288);
-    assert.equal(error.bytesTransferred, 12_288);
+    assert.equal(error.position, kept);
+    assert.equal(error.bytesTransferred, kept);
     assert.equal(error.reason, "truncated");
     return true;
   });
-  await assert.rejects(() => file.prefault(), MappedIOError);
   assert.equal(pool.restarts, 0);
   const healthy = new Uint8Array(100);
   await file.read(healthy, 0);
   assertBytes(healthy, pattern(0, 100));
 });
+
+prefaultTest(
+  "pool: prefault over a truncated end is a MappedIOError, the worker lives",
+  async () => {
+    using tmp = scratch();
+    const path = tmp.path("data.bin");
+    writePattern(path, 16 * PAGE);
+    await using pool = new MapPool({ workers: 1 });
+    const file = await pool.open(path);
+    Deno.truncateSync(path, 3 * PAGE);
+    await assert.rejects(() => file.prefault(), (error: unknown) => {
+      assert.ok(error instanceof MappedIOError, String(error));
+      assert.equal(error.fileOffset, 3 * PAGE);
+      return true;
+    });
+    assert.equal(pool.restarts, 0);
+  },
+);
 
 Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () => {
   using tmp = scratch();
@@ -115,9 +144,9 @@ Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () 
   } catch (error) {
     isCrash({ signal: "SIGKILL", reason: "crashed" })(error);
   }
-  const again = new Uint8Array(4096);
+  const again = new Uint8Array(PAGE);
   await file.read(again, 100 * MiB);
-  assertBytes(again, pattern(100 * MiB, 4096));
+  assertBytes(again, pattern(100 * MiB, PAGE));
   assert.equal(pool.restarts, 1);
   assert.ok(!pool.pids.includes(pid));
 });
@@ -126,14 +155,14 @@ Deno.test('pool: a worker restart keeps what was written to a "w+" file', async 
   using tmp = scratch();
   const path = tmp.path("created.bin");
   await using pool = new MapPool({ workers: 1 });
-  const file = await pool.open(path, { mode: "w+", length: 4 * 4096 });
-  const source = pattern(0, 4 * 4096);
+  const file = await pool.open(path, { mode: "w+", length: 4 * PAGE });
+  const source = pattern(0, 4 * PAGE);
   await file.write(source, 0);
   await file.flush();
   Deno.kill(pool.pids[0], "SIGKILL");
   await assert.rejects(() => file.read(new Uint8Array(16), 0), WorkerCrashedError);
   // The re-opened window must not have truncated the file the old worker wrote.
-  const back = new Uint8Array(4 * 4096);
+  const back = new Uint8Array(4 * PAGE);
   await file.read(back, 0);
   assertBytes(back, source);
   assertBytes(Deno.readFileSync(path), source);
@@ -143,7 +172,7 @@ Deno.test('pool: a worker restart keeps what was written to a "w+" file', async 
 Deno.test("pool: kernels that crash their worker, each a real fault or exit", async () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");
-  writePattern(path, 65_536);
+  writePattern(path, 16 * PAGE);
   await using pool = new MapPool({ workers: 1 });
   const file = await pool.open(path);
   const cases: [string, unknown[], Partial<WorkerCrashedError>][] = [
@@ -159,18 +188,18 @@ Deno.test("pool: kernels that crash their worker, each a real fault or exit", as
     return error instanceof WorkerCrashedError && error.stderr.includes("kernel gave up");
   });
   // The unguarded case: a kernel reading a page lost to truncation dies of SIGBUS.
-  assert.equal(await file.run(KERNELS, "touch", 8_192), pattern(8_192, 1)[0]);
-  Deno.truncateSync(path, 4_096);
-  await assert.rejects(() => file.run(KERNELS, "touch", 8_192), isCrash({ signal: "SIGBUS" }));
+  assert.equal(await file.run(KERNELS, "touch", 2 * PAGE), pattern(2 * PAGE, 1)[0]);
+  Deno.truncateSync(path, PAGE);
+  await assert.rejects(() => file.run(KERNELS, "touch", 2 * PAGE), isCrash({ signal: "SIGBUS" }));
   const head = new Uint8Array(16);
   await file.read(head, 0);
   assertBytes(head, pattern(0, 16));
   assert.equal(pool.restarts, 5);
   // The restarted worker mapped the same window as before, past the new end: the guard
   // reports the lost part instead of the window shrinking silently.
-  await assert.rejects(() => file.read(new Uint8Array(8_192), 0), (error: unknown) => {
+  await assert.rejects(() => file.read(new Uint8Array(2 * PAGE), 0), (error: unknown) => {
     return error instanceof MappedIOError && error.reason === "truncated" &&
-      error.bytesTransferred === 4_096;
+      error.bytesTransferred === PAGE;
   });
 });
 
@@ -178,7 +207,7 @@ Deno.test("pool: a kernel that runs too long is killed and reported as timed out
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 4_096);
-  await using pool = new MapPool({ workers: 1, runTimeoutMs: 200 });
+  await using pool = new MapPool({ workers: 1, runTimeoutMs: scaledMs(200) });
   const file = await pool.open(path);
   await assert.rejects(
     () => file.run(KERNELS, "sleep", 10_000),
@@ -320,7 +349,7 @@ Deno.test("pool: workers die with a host killed by SIGKILL", async () => {
   await child.status;
   reader.releaseLock();
   await child.stdout.cancel();
-  const deadline = Date.now() + 2000;
+  const deadline = Date.now() + scaledMs(2000);
   const alive = () =>
     pids.filter((pid) => {
       try {

@@ -5,9 +5,9 @@
 import assert from "node:assert/strict";
 import { MappedFile, MappedIOError, MapPool } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
-import { assertBytes, pattern, runScript, scratch, writePattern } from "./util.ts";
+import { assertBytes, pageSize, pattern, runScript, scratch, writePattern } from "./util.ts";
 
-const PAGE = 4_096;
+const PAGE = pageSize();
 
 Deno.test('writes: "pwrite" reaches the file and the map, in modes r+ and w+, at an offset', () => {
   using dir = scratch();
