@@ -11,18 +11,14 @@ const guard_linux = @import("guard_linux.zig");
 const guard = @import("guard.zig");
 
 /// The page size the library maps with (gm_page_size), read at run time: aarch64 kernels run with
-/// 4, 16 or 64 KiB pages. Every size below is a multiple of it.
+/// 4, 16 or 64 KiB pages. The file is 16 pages; the cut is on a page boundary (a cut inside a page
+/// would not fault: the rest of that page reads as zeros).
 fn page_bytes() usize {
     return gm_page_size();
 }
-
-/// 16 pages: 64 KiB with 4 KiB pages.
 fn file_length_bytes() usize {
     return 16 * page_bytes();
 }
-
-/// A cut on a page boundary (12,288 bytes with 4 KiB pages). A cut inside a page would not fault:
-/// the rest of the page that holds the new end reads as zeros.
 fn truncated_length_bytes() usize {
     return 3 * page_bytes();
 }
