@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
-import { assertBytes, pageSize, pattern, prefaultTest } from "./util.ts";
+import { assertBytes, pageSize, pattern, poolTimeouts, prefaultTest } from "./util.ts";
 
 const PAGE = pageSize();
 const KERNELS = new URL("./kernels/kernels.ts", import.meta.url);
@@ -25,7 +25,7 @@ fuseTest(
     await using fs = await mountFaultFs();
     const bytes = pattern(0, 64 * PAGE);
     Deno.writeFileSync(fs.backing("data.bin"), bytes);
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(fs.path("data.bin"), { offset: 1000 });
     await fs.fail({ operations: "read", file: "data.bin", offset: 20 * PAGE + 5, length: 1 });
     const target = new Uint8Array(40 * PAGE);
@@ -51,7 +51,7 @@ prefaultTest(
   async () => {
     await using fs = await mountFaultFs();
     Deno.writeFileSync(fs.backing("data.bin"), pattern(0, 64 * PAGE));
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(fs.path("data.bin"), { offset: 1000 });
     await fs.fail({ operations: "read", file: "data.bin", offset: 20 * PAGE + 5, length: 1 });
     // As in the test above: a read meets the page first.
@@ -69,7 +69,7 @@ fuseTest(
   async () => {
     await using fs = await mountFaultFs();
     Deno.writeFileSync(fs.backing("data.bin"), pattern(0, 8 * PAGE));
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(fs.path("data.bin"), { mode: "r+" });
     const healthy = new Uint8Array(PAGE).fill(0x11);
     await file.write(healthy, 0);
@@ -99,7 +99,7 @@ fuseTest(
     await using fs = await mountFaultFs();
     const bytes = pattern(0, 16 * PAGE);
     Deno.writeFileSync(fs.backing("data.bin"), bytes);
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(fs.path("data.bin"));
     await fs.fail({ operations: "read", file: "data.bin", offset: 9 * PAGE, length: PAGE });
     await fs.invalidate("data.bin");
@@ -116,7 +116,7 @@ fuseTest("pool: an outage fails calls, and the same pool file works after heal",
   await using fs = await mountFaultFs();
   const bytes = pattern(0, 8 * PAGE);
   Deno.writeFileSync(fs.backing("data.bin"), bytes);
-  await using pool = new MapPool({ workers: 2 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 2 });
   const file = await pool.open(fs.path("data.bin"), { mode: "r+" });
   await fs.outage();
   await fs.invalidate("data.bin");

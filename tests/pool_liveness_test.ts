@@ -2,7 +2,7 @@
 // outside guardmap's directory, with real signals (SIGSTOP, SIGKILL) to real worker processes.
 import assert from "node:assert/strict";
 import { GuardmapError, MapPool, type PoolFile, WorkerCrashedError } from "../mod.ts";
-import { assertBytes, runScript, scaledMs, scratch, writePattern } from "./util.ts";
+import { assertBytes, poolTimeouts, runScript, scaledMs, scratch, writePattern } from "./util.ts";
 
 const MiB = 2 ** 20;
 
@@ -49,7 +49,7 @@ for (const operation of ["read", "flush"] as const) {
     const path = tmp.path("data.bin");
     const bytes = writePattern(path, 64 * 1024);
     const timeoutMs = scaledMs(1500);
-    await using pool = new MapPool({ workers: 1, callTimeoutMs: timeoutMs });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1, callTimeoutMs: timeoutMs });
     const file = await pool.open(path, { mode: "r+" });
     const small = new Uint8Array(4096);
     await file.read(small, 0);
@@ -94,7 +94,7 @@ for (const length of [4096, 0]) {
     using tmp = scratch();
     const path = tmp.path("data.bin");
     writePattern(path, MiB);
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(path);
     const target = new Uint8Array(length);
     await file.read(new Uint8Array(4096), 0);
@@ -121,7 +121,7 @@ Deno.test("pool liveness: reads and writes with resizable and growable buffers, 
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 4 * MiB);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path, { mode: "r+" });
   for (const length of [100, 2 * MiB + 3]) {
     const resizable = new ArrayBuffer(length, { maxByteLength: 8 * MiB });
@@ -254,7 +254,7 @@ Deno.test("pool kernels: a kernel module outside guardmap's directory, with an i
          };
        }`,
     );
-    await using pool = new MapPool({ workers: 2 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 2 });
     const file = await pool.open(path);
     const other = await pool.open(path);
     assert.equal(await file.run(`${kernels}/kernel.ts`, "scaled", 2), ((2 * 7 + 3) & 0xff) * 3);
@@ -284,7 +284,7 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     const result = await runScript(
       `
       import { MapPool } from "GUARDMAP_MOD";
-      await using pool = new MapPool({ workers: 1 });
+      await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
       const file = await pool.open(${JSON.stringify(path)});
       try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
       catch (error) { console.log(error.code, error.message); }
@@ -297,7 +297,7 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     const denied = await runScript(
       `
       import { MapPool } from "GUARDMAP_MOD";
-      await using pool = new MapPool({ workers: 1 });
+      await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
       const file = await pool.open(${JSON.stringify(path)});
       try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
       catch (error) { console.log(error.code, error.message); }
@@ -324,7 +324,7 @@ Deno.test("pool arguments: wrong option and range types are errors that name the
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 4096);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   await assert.rejects(
     () => file.flush({ position: "0" as never }),
@@ -383,6 +383,7 @@ Deno.test("pool kernels: a run that restarted its worker for a grant reports and
       `export function boom() { console.error("boom kernel ran"); Deno.exit(7); }\n`,
     );
     await using pool = new MapPool({
+      ...poolTimeouts(),
       workers: 1,
       runTimeoutMs: scaledMs(500),
       callTimeoutMs: scaledMs(3000),
@@ -445,7 +446,7 @@ Deno.test("pool kernels: what a kernel's top-level code is refused or throws gra
     );
     const narrow = { root: "prompt", home: "prompt", etc: "prompt", kernels: "prompt" };
     // The host may read everything (deno test --allow-all): only the worker's grants limit it.
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(path);
     for (const kernel of ["list_root.ts", "fake.ts", "list_root.ts", "fake.ts"]) {
       const failed = await file.run(`${kernels}/${kernel}`, "k").catch((error) => error);
@@ -484,7 +485,7 @@ Deno.test("pool kernels: a remote kernel with a remote import runs with import a
   // The deno.lock next to guardmap's deno.json, which a worker's Deno would find and write.
   const lock = new URL("../deno.lock", import.meta.url);
   const lockBefore = Deno.readTextFileSync(lock);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   const url = `http://127.0.0.1:${server.addr.port}${kernelPath}`;
   assert.equal(await file.run(url, "scaled", 4), ((4 * 7 + 3) & 0xff) * 5);

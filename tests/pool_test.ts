@@ -6,6 +6,7 @@ import {
   openDescriptors,
   pageSize,
   pattern,
+  poolTimeouts,
   prefaultTest,
   runScript,
   scaledMs,
@@ -57,7 +58,7 @@ Deno.test("pool: read, write, flush, prefault, advise and run through a worker",
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 3 * MiB);
-  await using pool = new MapPool({ workers: 2 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 2 });
   const file = await pool.open(path, { mode: "r+", offset: 12_345, length: 2 * MiB });
   assert.equal(file.byteLength, 2 * MiB);
   assert.equal(file.offset, 12_345);
@@ -89,7 +90,7 @@ Deno.test("pool: an I/O fault in a worker's guarded copy is a MappedIOError, the
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 16 * PAGE);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   const kept = 3 * PAGE;
   Deno.truncateSync(path, kept);
@@ -112,7 +113,7 @@ prefaultTest(
     using tmp = scratch();
     const path = tmp.path("data.bin");
     writePattern(path, 16 * PAGE);
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(path);
     Deno.truncateSync(path, 3 * PAGE);
     await assert.rejects(() => file.prefault(), (error: unknown) => {
@@ -128,7 +129,7 @@ Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () 
   using tmp = scratch();
   const path = tmp.path("big.bin");
   writePattern(path, 256 * MiB);
-  await using pool = new MapPool({ workers: 2 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 2 });
   const file = await pool.open(path);
   const [pid] = pool.pids;
   const target = new Uint8Array(256 * MiB);
@@ -154,7 +155,7 @@ Deno.test("pool: kill -9 of a worker in the middle of a 256 MiB read", async () 
 Deno.test('pool: a worker restart keeps what was written to a "w+" file', async () => {
   using tmp = scratch();
   const path = tmp.path("created.bin");
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path, { mode: "w+", length: 4 * PAGE });
   const source = pattern(0, 4 * PAGE);
   await file.write(source, 0);
@@ -173,7 +174,7 @@ Deno.test("pool: kernels that crash their worker, each a real fault or exit", as
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 16 * PAGE);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   const cases: [string, unknown[], Partial<WorkerCrashedError>][] = [
     ["segfault", [], { signal: "SIGSEGV" }],
@@ -207,7 +208,7 @@ Deno.test("pool: a kernel that runs too long is killed and reported as timed out
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 4_096);
-  await using pool = new MapPool({ workers: 1, runTimeoutMs: scaledMs(200) });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1, runTimeoutMs: scaledMs(200) });
   const file = await pool.open(path);
   await assert.rejects(
     () => file.run(KERNELS, "sleep", 10_000),
@@ -220,7 +221,7 @@ Deno.test("pool: a kernel that cannot be loaded is a clear error, not a crash", 
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 4_096);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   await assert.rejects(
     () => file.run(KERNELS, "no_such_export"),
@@ -240,7 +241,7 @@ Deno.test("pool: 100 crashes in a row across 2 workers with calls in flight", as
   const path = tmp.path("data.bin");
   writePattern(path, 65_536);
   const descriptors = openDescriptors();
-  const pool = new MapPool({ workers: 2 });
+  const pool = new MapPool({ ...poolTimeouts(), workers: 2 });
   const files = [await pool.open(path), await pool.open(path)];
   let crashes = 0;
   await using _closeOnFailure = { [Symbol.asyncDispose]: () => pool.close() };
@@ -269,7 +270,7 @@ Deno.test("pool: random reads and writes on two workers match Deno.FsFile byte f
   using tmp = scratch();
   const paths = [tmp.path("a.bin"), tmp.path("b.bin")];
   for (const path of paths) writePattern(path, 4 * MiB);
-  await using pool = new MapPool({ workers: 2, stagingBytes: 256 * 1024 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 2, stagingBytes: 256 * 1024 });
   const files = await Promise.all(paths.map((path) => pool.open(path, { mode: "r+" })));
   let seed = 12345;
   const random = (limit: number) => {
@@ -310,7 +311,7 @@ Deno.test("pool: close leaves no process, descriptor or shared-memory file", asy
   const path = tmp.path("data.bin");
   writePattern(path, 4_096);
   const descriptors = openDescriptors();
-  const pool = new MapPool({ workers: 3 });
+  const pool = new MapPool({ ...poolTimeouts(), workers: 3 });
   await using _closeOnFailure = { [Symbol.asyncDispose]: () => pool.close() };
   await pool.open(path);
   await pool.open(path);
@@ -332,7 +333,7 @@ Deno.test("pool: workers die with a host killed by SIGKILL", async () => {
     args: [
       "eval",
       `import { MapPool } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
-       const pool = new MapPool({ workers: 2 });
+       const pool = new MapPool({ ...${JSON.stringify(poolTimeouts())}, workers: 2 });
        await pool.open(${JSON.stringify(path)});
        await pool.open(${JSON.stringify(path)});
        console.log(pool.pids.join(" "));
@@ -403,7 +404,11 @@ Deno.test("pool: workers get narrow permissions", async () => {
        };
      }`,
   );
-  await using pool = new MapPool({ workers: 1, permissions: { read: [tmp.dir] } });
+  await using pool = new MapPool({
+    ...poolTimeouts(),
+    workers: 1,
+    permissions: { read: [tmp.dir] },
+  });
   const file = await pool.open(path);
   const seen = await file.run(probe, "probe");
   assert.deepEqual(seen, {
@@ -423,7 +428,7 @@ Deno.test("pool: the host's own permissions are checked before a worker maps any
   const result = await runScript(
     `
     import { MapPool } from "GUARDMAP_MOD";
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     try { await pool.open(${JSON.stringify(path)}); console.log("opened"); }
     catch (error) { console.log(error.name); }
   `,
@@ -436,7 +441,7 @@ Deno.test("pool: close after a kernel gave its view's buffer away releases the m
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 65_536);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   assert.equal(await file.run(KERNELS, "giveAway"), 65_536);
   await file.close();

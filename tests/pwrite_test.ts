@@ -5,7 +5,15 @@
 import assert from "node:assert/strict";
 import { MappedFile, MappedIOError, MapPool } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
-import { assertBytes, pageSize, pattern, runScript, scratch, writePattern } from "./util.ts";
+import {
+  assertBytes,
+  pageSize,
+  pattern,
+  poolTimeouts,
+  runScript,
+  scratch,
+  writePattern,
+} from "./util.ts";
 
 const PAGE = pageSize();
 
@@ -103,7 +111,7 @@ Deno.test('pool: writes: "pwrite" through a worker, and salvage refused', async 
   using dir = scratch();
   const path = dir.path("data.bin");
   writePattern(path, 16 * PAGE);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   await assert.rejects(() => pool.open(path, { salvage: true }), /in-process maps/);
   const file = await pool.open(path, { mode: "r+", writes: "pwrite" });
   const source = new Uint8Array(5_000).fill(0x42);

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { MapClosedError, MappedFile, MappedIOError, MapPool, WorkerCrashedError } from "../mod.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
-import { assertBytes, pageSize, pattern, scratch, writePattern } from "./util.ts";
+import { assertBytes, pageSize, pattern, poolTimeouts, scratch, writePattern } from "./util.ts";
 
 const PAGE = pageSize();
 const MIB = 1_048_576;
@@ -243,7 +243,7 @@ fuseTest(
 Deno.test("pool readMany: the same bytes as in-process, split over many requests of a small staging area", async () => {
   using dir = scratch();
   const file = writePattern(dir.path("data.bin"), 4 * MIB);
-  await using pool = new MapPool({ workers: 1, stagingBytes: 65_536 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1, stagingBytes: 65_536 });
   const pooled = await pool.open(dir.path("data.bin"), { offset: 777 });
   for (const length of [1, 64, 4_096, 32_768]) {
     // 64 KiB of staging holds 15 ranges of 4 KiB with their positions: 100 ranges are 7 requests.
@@ -258,7 +258,7 @@ Deno.test("pool readMany: the same bytes as in-process, split over many requests
 Deno.test("pool readMany: zero-length ranges into an empty target", async () => {
   using dir = scratch();
   writePattern(dir.path("data.bin"), 4 * PAGE);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const pooled = await pool.open(dir.path("data.bin"));
   assert.equal(await pooled.readMany(new Uint8Array(0), [0, 1, 4 * PAGE], 0), 0);
   await assert.rejects(() => pooled.readMany(new Uint8Array(0), [4 * PAGE + 1], 0), RangeError);
@@ -267,7 +267,7 @@ Deno.test("pool readMany: zero-length ranges into an empty target", async () => 
 Deno.test("pool readMany refuses bad ranges before anything is copied, and over-long ranges", async () => {
   using dir = scratch();
   writePattern(dir.path("data.bin"), 64 * PAGE);
-  await using pool = new MapPool({ workers: 1, stagingBytes: 65_536 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1, stagingBytes: 65_536 });
   const pooled = await pool.open(dir.path("data.bin"));
   // Range 40 is in the third request: the first two must not have been copied either.
   const positions = Array.from({ length: 50 }, (_, i) => i * 64);
@@ -285,7 +285,7 @@ Deno.test("pool readMany across a truncated end, in a later request: range, byte
   using dir = scratch();
   const path = dir.path("data.bin");
   const file = writePattern(path, 64 * PAGE);
-  await using pool = new MapPool({ workers: 1, stagingBytes: 65_536 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1, stagingBytes: 65_536 });
   const pooled = await pool.open(path);
   const kept = 40 * PAGE;
   Deno.truncateSync(path, kept);
@@ -317,7 +317,7 @@ Deno.test("pool readMany across a truncated end, in a later request: range, byte
 Deno.test("pool readMany: kill -9 of the worker mid-batch rejects with WorkerCrashedError, then works", async () => {
   using dir = scratch();
   const file = writePattern(dir.path("data.bin"), 64 * MIB);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const pooled = await pool.open(dir.path("data.bin"));
   const [pid] = pool.pids;
   // 64 MiB in 4 KiB ranges: many requests, run off the event loop, so the kill lands in flight.

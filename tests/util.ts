@@ -171,3 +171,12 @@ export function timeScale(): number {
 export function scaledMs(ms: number): number {
   return Math.round(ms * timeScale());
 }
+
+/**
+ * MapPool's default start (10 s) and call (30 s) time limits stretched by {@linkcode timeScale}:
+ * the defaults themselves in a normal run. Under emulation a worker (a whole Deno) takes seconds
+ * to start.
+ */
+export function poolTimeouts(): { startTimeoutMs: number; callTimeoutMs: number } {
+  return { startTimeoutMs: scaledMs(10_000), callTimeoutMs: scaledMs(30_000) };
+}
