@@ -284,7 +284,7 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     const result = await runScript(
       `
       import { MapPool } from "GUARDMAP_MOD";
-      await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
+      await using pool = new MapPool({ ...${JSON.stringify(poolTimeouts())}, workers: 1 });
       const file = await pool.open(${JSON.stringify(path)});
       try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
       catch (error) { console.log(error.code, error.message); }
@@ -297,7 +297,7 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     const denied = await runScript(
       `
       import { MapPool } from "GUARDMAP_MOD";
-      await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
+      await using pool = new MapPool({ ...${JSON.stringify(poolTimeouts())}, workers: 1 });
       const file = await pool.open(${JSON.stringify(path)});
       try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
       catch (error) { console.log(error.code, error.message); }

@@ -428,7 +428,7 @@ Deno.test("pool: the host's own permissions are checked before a worker maps any
   const result = await runScript(
     `
     import { MapPool } from "GUARDMAP_MOD";
-    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
+    await using pool = new MapPool({ ...${JSON.stringify(poolTimeouts())}, workers: 1 });
     try { await pool.open(${JSON.stringify(path)}); console.log("opened"); }
     catch (error) { console.log(error.name); }
   `,
