@@ -132,13 +132,12 @@ export function underQemuUser(): boolean {
 }
 
 /**
- * Registers a test that expects prefault to report a lost page. Under qemu-user, which accepts
- * madvise(MADV_POPULATE_READ/WRITE) and does nothing, that cannot hold: the test is then
- * registered as ignored and the reason printed. Elsewhere `register` (Deno.test by default, or
- * fuseTest) runs it.
+ * Registers a test that cannot run under qemu-user as ignored there, printing `reason`; elsewhere
+ * `register` (Deno.test by default, or fuseTest) runs it.
  */
-export function prefaultTest(
+export function testUnlessQemu(
   name: string,
+  reason: string,
   fn: () => Promise<void>,
   register: (name: string, fn: () => Promise<void>) => void = (name, fn) => Deno.test(name, fn),
 ): void {
@@ -146,11 +145,23 @@ export function prefaultTest(
     register(name, fn);
     return;
   }
-  console.log(
-    `SKIPPED "${name}": qemu-user accepts madvise(MADV_POPULATE_READ/WRITE) and does nothing, ` +
-      "so prefault cannot see a lost page there (it does on a Linux kernel 5.14 or later)",
-  );
+  console.log(`SKIPPED "${name}" under qemu-user: ${reason}`);
   Deno.test({ name, ignore: true, fn });
+}
+
+/**
+ * Registers a test that expects prefault to report a lost page: qemu-user accepts
+ * madvise(MADV_POPULATE_READ/WRITE) and does nothing, so there it cannot hold and is ignored,
+ * saying why (see {@linkcode testUnlessQemu}).
+ */
+export function prefaultTest(
+  name: string,
+  fn: () => Promise<void>,
+  register?: (name: string, fn: () => Promise<void>) => void,
+): void {
+  const reason = "it accepts madvise(MADV_POPULATE_READ/WRITE) and does nothing, so prefault " +
+    "cannot see a lost page there (it does on a Linux kernel 5.14 or later)";
+  testUnlessQemu(name, reason, fn, register);
 }
 
 /**
