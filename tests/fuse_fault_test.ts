@@ -14,9 +14,9 @@
 import assert from "node:assert/strict";
 import { GuardmapError, MappedFile, MappedIOError } from "../mod.ts";
 import { fuseTest, isMounted, mountFaultFs } from "./fuse/fault_fs.ts";
-import { mappingsOf, openDescriptors, pattern } from "./util.ts";
+import { mappingsOf, openDescriptors, pageSize, pattern, prefaultTest } from "./util.ts";
 
-const PAGE = 4_096;
+const PAGE = pageSize();
 const READAHEAD = 131_072; // the kernel's default FUSE readahead window (max_readahead)
 const FILE_BYTES = 1_048_576;
 
@@ -130,7 +130,7 @@ fuseTest(
   },
 );
 
-fuseTest(
+prefaultTest(
   "prefault over a failing range reports the first failing page, and the process carries on",
   async () => {
     await using fs = await mountFaultFs();
@@ -162,6 +162,7 @@ fuseTest(
     map.read(target, 0);
     sameBytes(target, bytes.subarray(offset));
   },
+  fuseTest,
 );
 
 fuseTest(

@@ -2,7 +2,7 @@
 // outside guardmap's directory, with real signals (SIGSTOP, SIGKILL) to real worker processes.
 import assert from "node:assert/strict";
 import { GuardmapError, MapPool, type PoolFile, WorkerCrashedError } from "../mod.ts";
-import { assertBytes, runScript, scratch, writePattern } from "./util.ts";
+import { assertBytes, poolTimeouts, runScript, scaledMs, scratch, writePattern } from "./util.ts";
 
 const MiB = 2 ** 20;
 
@@ -48,8 +48,8 @@ for (const operation of ["read", "flush"] as const) {
     using tmp = scratch();
     const path = tmp.path("data.bin");
     const bytes = writePattern(path, 64 * 1024);
-    const timeoutMs = 1500;
-    await using pool = new MapPool({ workers: 1, callTimeoutMs: timeoutMs });
+    const timeoutMs = scaledMs(1500);
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1, callTimeoutMs: timeoutMs });
     const file = await pool.open(path, { mode: "r+" });
     const small = new Uint8Array(4096);
     await file.read(small, 0);
@@ -78,7 +78,7 @@ for (const operation of ["read", "flush"] as const) {
     // Without a wait off the event loop there is one gap as long as the whole time limit. With
     // it, the 20 ms timer keeps firing; 300 ms leaves room for a loaded 2-core machine.
     const longest = Math.max(...gaps);
-    assert.ok(longest < 300, `the event loop stood still for ${longest.toFixed(0)} ms`);
+    assert.ok(longest < scaledMs(300), `the event loop stood still for ${longest.toFixed(0)} ms`);
     assert.ok(gaps.length >= timeoutMs / 20 / 3, `only ${gaps.length} ticks in ${waited} ms`);
     // The pool recovers: a new worker serves the same handle.
     await file.read(small, 4096);
@@ -94,7 +94,7 @@ for (const length of [4096, 0]) {
     using tmp = scratch();
     const path = tmp.path("data.bin");
     writePattern(path, MiB);
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(path);
     const target = new Uint8Array(length);
     await file.read(new Uint8Array(4096), 0);
@@ -105,7 +105,7 @@ for (const length of [4096, 0]) {
     const started = performance.now();
     let reads = 0;
     // Bounded: 5 s at most; the timer is due after 50 ms.
-    while (!fired && performance.now() - started < 5000) {
+    while (!fired && performance.now() - started < scaledMs(5000)) {
       await file.read(target, (reads++ % 255) * 4096);
     }
     const elapsed = performance.now() - started;
@@ -113,7 +113,7 @@ for (const length of [4096, 0]) {
       fired,
       `a 50 ms timer did not fire during ${reads} reads in ${elapsed.toFixed(0)} ms`,
     );
-    assert.ok(elapsed < 1000, `the 50 ms timer fired after ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed < scaledMs(1000), `the 50 ms timer fired after ${elapsed.toFixed(0)} ms`);
   });
 }
 
@@ -121,7 +121,7 @@ Deno.test("pool liveness: reads and writes with resizable and growable buffers, 
   using tmp = scratch();
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, 4 * MiB);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path, { mode: "r+" });
   for (const length of [100, 2 * MiB + 3]) {
     const resizable = new ArrayBuffer(length, { maxByteLength: 8 * MiB });
@@ -205,7 +205,7 @@ Deno.test("pool breaker: a pool that gave up under a kill storm works again once
       file,
       target,
       (error) => error instanceof GuardmapError && error.code === "POOL_FAILED",
-      performance.now() + 30_000,
+      performance.now() + scaledMs(30_000),
     );
   } finally {
     clearInterval(killer);
@@ -217,10 +217,10 @@ Deno.test("pool breaker: a pool that gave up under a kill storm works again once
   await assert.rejects(file.read(target, 0), (error: unknown) => {
     return error instanceof GuardmapError && error.code === "POOL_FAILED";
   });
-  assert.ok(performance.now() - before < 50, "an open breaker answered slowly");
+  assert.ok(performance.now() - before < scaledMs(50), "an open breaker answered slowly");
   // The storm is over: within the longest back-off plus a start, a call closes the breaker.
   const recovered = performance.now();
-  await readUntil(file, target, (error) => error === undefined, recovered + 20_000);
+  await readUntil(file, target, (error) => error === undefined, recovered + scaledMs(20_000));
   assertBytes(target, bytes.subarray(0, 4096));
   assert.ok(performance.now() - recovered >= backoffMaxMs / 2, "the breaker closed early");
   for (let index = 0; index < 20; index++) {
@@ -254,7 +254,7 @@ Deno.test("pool kernels: a kernel module outside guardmap's directory, with an i
          };
        }`,
     );
-    await using pool = new MapPool({ workers: 2 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 2 });
     const file = await pool.open(path);
     const other = await pool.open(path);
     assert.equal(await file.run(`${kernels}/kernel.ts`, "scaled", 2), ((2 * 7 + 3) & 0xff) * 3);
@@ -284,7 +284,7 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     const result = await runScript(
       `
       import { MapPool } from "GUARDMAP_MOD";
-      await using pool = new MapPool({ workers: 1 });
+      await using pool = new MapPool({ ...${JSON.stringify(poolTimeouts())}, workers: 1 });
       const file = await pool.open(${JSON.stringify(path)});
       try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
       catch (error) { console.log(error.code, error.message); }
@@ -297,7 +297,7 @@ Deno.test("pool kernels: a kernel the host itself may not read is refused, namin
     const denied = await runScript(
       `
       import { MapPool } from "GUARDMAP_MOD";
-      await using pool = new MapPool({ workers: 1 });
+      await using pool = new MapPool({ ...${JSON.stringify(poolTimeouts())}, workers: 1 });
       const file = await pool.open(${JSON.stringify(path)});
       try { console.log(await file.run(${JSON.stringify(`${kernels}/kernel.ts`)}, "k")); }
       catch (error) { console.log(error.code, error.message); }
@@ -324,7 +324,7 @@ Deno.test("pool arguments: wrong option and range types are errors that name the
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, 4096);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   await assert.rejects(
     () => file.flush({ position: "0" as never }),
@@ -382,7 +382,12 @@ Deno.test("pool kernels: a run that restarted its worker for a grant reports and
       `${kernels}/boom.ts`,
       `export function boom() { console.error("boom kernel ran"); Deno.exit(7); }\n`,
     );
-    await using pool = new MapPool({ workers: 1, runTimeoutMs: 500, callTimeoutMs: 3000 });
+    await using pool = new MapPool({
+      ...poolTimeouts(),
+      workers: 1,
+      runTimeoutMs: scaledMs(500),
+      callTimeoutMs: scaledMs(3000),
+    });
     const file = await pool.open(path);
     const before = pool.pids;
     const spun = await file.run(`${kernels}/spin.ts`, "spin").catch((error) => error);
@@ -396,7 +401,7 @@ Deno.test("pool kernels: a run that restarted its worker for a grant reports and
     assert.equal(pool.pids.length, 1);
     assert.ok(!before.includes(pool.pids[0]));
     assert.ok(
-      await eventually(() => liveWorkers().join() === pool.pids.join(), 5000),
+      await eventually(() => liveWorkers().join() === pool.pids.join(), scaledMs(5000)),
       `worker processes ${liveWorkers()}, pool workers ${pool.pids}: one is left spinning`,
     );
     // A kernel that dies on its first run: its own exit code and stderr, not the old worker's.
@@ -441,7 +446,7 @@ Deno.test("pool kernels: what a kernel's top-level code is refused or throws gra
     );
     const narrow = { root: "prompt", home: "prompt", etc: "prompt", kernels: "prompt" };
     // The host may read everything (deno test --allow-all): only the worker's grants limit it.
-    await using pool = new MapPool({ workers: 1 });
+    await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
     const file = await pool.open(path);
     for (const kernel of ["list_root.ts", "fake.ts", "list_root.ts", "fake.ts"]) {
       const failed = await file.run(`${kernels}/${kernel}`, "k").catch((error) => error);
@@ -480,7 +485,7 @@ Deno.test("pool kernels: a remote kernel with a remote import runs with import a
   // The deno.lock next to guardmap's deno.json, which a worker's Deno would find and write.
   const lock = new URL("../deno.lock", import.meta.url);
   const lockBefore = Deno.readTextFileSync(lock);
-  await using pool = new MapPool({ workers: 1 });
+  await using pool = new MapPool({ ...poolTimeouts(), workers: 1 });
   const file = await pool.open(path);
   const url = `http://127.0.0.1:${server.addr.port}${kernelPath}`;
   assert.equal(await file.run(url, "scaled", 4), ((4 * 7 + 3) & 0xff) * 5);

@@ -2,10 +2,10 @@
 // a view read by plain JavaScript, and (tests/fuse_fault_test.ts's file system) EIO.
 import assert from "node:assert/strict";
 import { MappedFile, MappedIOError } from "../mod.ts";
-import { assertBytes, pattern, runScript, scratch, writePattern } from "./util.ts";
+import { assertBytes, pageSize, pattern, runScript, scratch, writePattern } from "./util.ts";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 
-const PAGE = 4096;
+const PAGE = pageSize();
 
 Deno.test("salvage: a view over a truncated file reads zeros instead of killing the process", () => {
   using tmp = scratch();

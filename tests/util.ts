@@ -5,6 +5,7 @@
  * @module
  */
 import { join } from "node:path";
+import { native } from "../ffi/library.ts";
 
 /** A scratch directory removed (with everything in it) on dispose. */
 export interface Scratch extends Disposable {
@@ -105,4 +106,88 @@ export async function runScript(
     stdout: decoder.decode(output.stdout),
     stderr: decoder.decode(output.stderr),
   };
+}
+
+let pageBytes: number | undefined;
+
+/**
+ * The page size the library maps with (`gm_page_size`), read at run time: aarch64 kernels run with
+ * 4, 16 or 64 KiB pages, and a file cut inside a page faults only from the next page on (the rest
+ * of its page reads as zeros). Tests size files and cuts in multiples of it, never 4096.
+ */
+export function pageSize(): number {
+  pageBytes ??= native().gm_page_size();
+  return pageBytes;
+}
+
+/**
+ * Whether this Deno is an aarch64 program emulated by qemu-user on another CPU. qemu 7.2 shows
+ * the host's /proc/cpuinfo, which then lacks the "CPU implementer" lines every aarch64 kernel
+ * prints. qemu-user accepts madvise(MADV_POPULATE_READ/WRITE) and does nothing, so prefault cannot
+ * see a lost page there.
+ */
+export function underQemuUser(): boolean {
+  if (Deno.build.arch !== "aarch64" || Deno.build.os !== "linux") return false;
+  return !Deno.readTextFileSync("/proc/cpuinfo").includes("CPU implementer");
+}
+
+/**
+ * Registers a test that cannot run under qemu-user as ignored there, printing `reason`; elsewhere
+ * `register` (Deno.test by default, or fuseTest) runs it.
+ */
+export function testUnlessQemu(
+  name: string,
+  reason: string,
+  fn: () => Promise<void>,
+  register: (name: string, fn: () => Promise<void>) => void = (name, fn) => Deno.test(name, fn),
+): void {
+  if (!underQemuUser()) {
+    register(name, fn);
+    return;
+  }
+  console.log(`SKIPPED "${name}" under qemu-user: ${reason}`);
+  Deno.test({ name, ignore: true, fn });
+}
+
+/**
+ * Registers a test that expects prefault to report a lost page: qemu-user accepts
+ * madvise(MADV_POPULATE_READ/WRITE) and does nothing, so there it cannot hold and is ignored,
+ * saying why (see {@linkcode testUnlessQemu}).
+ */
+export function prefaultTest(
+  name: string,
+  fn: () => Promise<void>,
+  register?: (name: string, fn: () => Promise<void>) => void,
+): void {
+  const reason = "it accepts madvise(MADV_POPULATE_READ/WRITE) and does nothing, so prefault " +
+    "cannot see a lost page there (it does on a Linux kernel 5.14 or later)";
+  testUnlessQemu(name, reason, fn, register);
+}
+
+/**
+ * The factor the run stretches fixed timeouts by: GUARDMAP_TIME_SCALE (the qemu step of
+ * tools/test.sh sets it; emulation runs code several times slower), else 1.
+ */
+export function timeScale(): number {
+  const value = Deno.env.get("GUARDMAP_TIME_SCALE");
+  if (value === undefined || value === "") return 1;
+  const scale = Number(value);
+  if (!Number.isFinite(scale) || scale < 1) {
+    throw new Error(`GUARDMAP_TIME_SCALE must be a number of at least 1, got "${value}"`);
+  }
+  return scale;
+}
+
+/** `ms` milliseconds stretched by {@linkcode timeScale}. */
+export function scaledMs(ms: number): number {
+  return Math.round(ms * timeScale());
+}
+
+/**
+ * MapPool's default start (10 s) and call (30 s) time limits stretched by {@linkcode timeScale}:
+ * the defaults themselves in a normal run. Under emulation a worker (a whole Deno) takes seconds
+ * to start.
+ */
+export function poolTimeouts(): { startTimeoutMs: number; callTimeoutMs: number } {
+  return { startTimeoutMs: scaledMs(10_000), callTimeoutMs: scaledMs(30_000) };
 }
