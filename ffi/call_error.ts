@@ -69,6 +69,14 @@ export function callError(status: number, call: CallContext): Error {
         { code: errorCodeOf(status), status, path },
       );
     case Status.not_supported:
+      if (operation === "prefault") {
+        return new GuardmapError(
+          `cannot prefault "${path}" for writing: this kernel lacks MADV_POPULATE_WRITE (Linux ` +
+            `5.14 or later has it), and reading one byte a page would neither dirty the pages nor ` +
+            `break copy-on-write; call prefault() without write: true, or write the pages`,
+          { code: errorCodeOf(status), status, path },
+        );
+      }
       return new GuardmapError(
         `cannot ${operation} "${path}" in mode "${call.mode}": not supported there`,
         { code: errorCodeOf(status), status, path },

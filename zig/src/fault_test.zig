@@ -120,7 +120,7 @@ test "guarded read across a truncated end delivers the bytes before it and repor
 /// Whether this test runs as an aarch64 program emulated by qemu-user on another CPU: qemu 7.2
 /// shows the host's /proc/cpuinfo, which then lacks the "CPU implementer" lines of every aarch64
 /// kernel.
-fn under_qemu_user() bool {
+pub fn under_qemu_user() bool {
     if (builtin.cpu.arch != .aarch64) return false;
     var buffer: [4096]u8 = undefined;
     const cpuinfo = std.fs.cwd().readFile("/proc/cpuinfo", &buffer) catch return false;

@@ -204,6 +204,7 @@ test {
     _ = @import("owner.zig");
     _ = @import("reaper.zig");
     if (builtin.os.tag == .linux) _ = @import("fault_test.zig");
+    if (builtin.os.tag == .linux) _ = @import("populate_fallback_test.zig");
     if (builtin.os.tag == .linux) _ = @import("signal_mask_test.zig");
     if (builtin.os.tag == .linux) _ = @import("untrusted_peer_test.zig");
     if (builtin.os.tag == .windows) _ = @import("fault_test_windows.zig");
