@@ -3,10 +3,20 @@
 import assert from "node:assert/strict";
 import { MappedFile, MappedIOError, rearmFaultGuard } from "../mod.ts";
 import { native } from "../ffi/library.ts";
-import { assertBytes, pattern, runScript, scratch, writePattern } from "./util.ts";
+import {
+  assertBytes,
+  pageSize,
+  pattern,
+  prefaultTest,
+  runScript,
+  scratch,
+  writePattern,
+} from "./util.ts";
 
-const FILE_BYTES = 65_536;
-const KEPT_BYTES = 12_288;
+// Sizes in pages of the library (4, 16 or 64 KiB on aarch64): a cut on a page boundary faults.
+const PAGE = pageSize();
+const FILE_BYTES = 16 * PAGE;
+const KEPT_BYTES = 3 * PAGE;
 
 function isFault(expected: Partial<MappedIOError>) {
   return (error: unknown): boolean => {
@@ -43,9 +53,9 @@ Deno.test("read across a truncated end: MappedIOError, bytes before it delivered
   assert.equal(target.subarray(KEPT_BYTES).every((byte) => byte === 0), true);
 
   // Still working: the healthy part reads again, another map opens and reads.
-  const healthy = new Uint8Array(4_096);
-  map.read(healthy, 8_192);
-  assertBytes(healthy, bytes.subarray(8_192, 12_288));
+  const healthy = new Uint8Array(PAGE);
+  map.read(healthy, 2 * PAGE);
+  assertBytes(healthy, bytes.subarray(2 * PAGE, 3 * PAGE));
   const other = tmp.path("other.bin");
   writePattern(other, 100);
   using second = MappedFile.open(other);
@@ -74,15 +84,16 @@ Deno.test("a truncation inside a page counts only the bytes still in the file", 
   const path = tmp.path("data.bin");
   const bytes = writePattern(path, FILE_BYTES);
   using map = MappedFile.open(path, { offset: 100, length: FILE_BYTES - 100 });
-  Deno.truncateSync(path, 10_000);
+  const cut = 2 * PAGE + 1_808; // Inside the third page.
+  Deno.truncateSync(path, cut);
   const target = new Uint8Array(FILE_BYTES - 100);
   assert.throws(
     () => map.read(target, 0),
-    isFault({ position: 9_900, fileOffset: 10_000, bytesTransferred: 9_900, fileSize: 10_000 }),
+    isFault({ position: cut - 100, fileOffset: cut, bytesTransferred: cut - 100, fileSize: cut }),
   );
-  assertBytes(target.subarray(0, 9_900), bytes.subarray(100, 10_000));
+  assertBytes(target.subarray(0, cut - 100), bytes.subarray(100, cut));
   // The rest of the page holding the new end reads as zeros, as the kernel serves it.
-  assert.equal(target.subarray(9_900, 12_188).every((byte) => byte === 0), true);
+  assert.equal(target.subarray(cut - 100, 3 * PAGE - 100).every((byte) => byte === 0), true);
 });
 
 Deno.test("write across a truncated end: MappedIOError, the bytes before it written", () => {
@@ -102,7 +113,7 @@ Deno.test("write across a truncated end: MappedIOError, the bytes before it writ
   assert.deepEqual(file.subarray(KEPT_BYTES - 100), source.subarray(0, 100));
 });
 
-Deno.test("prefault reports the first failing offset without a signal", () => {
+prefaultTest("prefault reports the first failing offset without a signal", () => {
   using tmp = scratch();
   const path = tmp.path("data.bin");
   writePattern(path, FILE_BYTES);
@@ -113,6 +124,7 @@ Deno.test("prefault reports the first failing offset without a signal", () => {
     isFault({ operation: "prefault", fileOffset: KEPT_BYTES, position: KEPT_BYTES - 100 }),
   );
   map.prefault({ length: KEPT_BYTES - 100 });
+  return Promise.resolve();
 });
 
 Deno.test("a Deno SIGBUS listener installed after the library loaded does not break the guard", async () => {
