@@ -26,11 +26,12 @@ async function importEmbedded(): Promise<Prebuilt | undefined> {
   try {
     // One literal specifier per packaged target (tools/dev's prebuilt_targets), so that
     // `deno cache`, `deno compile` and JSR see them. No case for a target that is not packaged:
-    // its module would be missing from the published package. aarch64-linux joins with
-    // `case "aarch64-linux": return (await import("./prebuilt/aarch64_linux.ts")).prebuilt;`.
+    // its module would be missing from the published package.
     switch (platform) {
       case "x86_64-linux":
         return (await import("./prebuilt/x86_64_linux.ts")).prebuilt;
+      case "aarch64-linux":
+        return (await import("./prebuilt/aarch64_linux.ts")).prebuilt;
       case "x86_64-windows":
         return (await import("./prebuilt/x86_64_windows.ts")).prebuilt;
     }

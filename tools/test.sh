@@ -157,6 +157,12 @@ if [ -n "${GUARDMAP_DENO_AARCH64:-}" ]; then
     GUARDMAP_LIB="$scratch/aarch64/lib/libguardmap.so")
   count_tests "${aarch64_env[@]}" "$GUARDMAP_DENO_AARCH64" test --allow-all --no-check \
     "${aarch64_tests[@]}"
+  # The path of a JSR user on aarch64: the packaged module (ffi/prebuilt/aarch64_linux.ts, the
+  # library above), a fresh cache, no GUARDMAP_LIB (the checkout's x86_64 build cannot load).
+  "$DENO" run --allow-read --allow-write tools/package.ts \
+    "aarch64-linux-gnu=$scratch/aarch64/lib/libguardmap.so"
+  count_tests env QEMU_LD_PREFIX="$GUARDMAP_AARCH64_SYSROOT" GUARDMAP_CACHE="$scratch/cache-aarch64" \
+    "$GUARDMAP_DENO_AARCH64" test --allow-all --no-check tests/qemu/prebuilt_check.ts
 elif [ "${CI:-}" = "true" ]; then
   echo "the aarch64 Deno cannot run under qemu-user here (see tools/dev's checks)." >&2
   failed=$((failed + 1))
