@@ -25,9 +25,10 @@
  */
 import assert from "node:assert/strict";
 import type { MapMode, MappedFile } from "../../mod.ts";
+import { pageSize } from "../util.ts";
 
-/** The page size of the machines this runs on (x86_64 and aarch64 Linux with 4 KiB pages). */
-export const PAGE = 4096;
+/** The library's page size: what the kernel maps, zero-fills past an end, and faults in. */
+export const PAGE: number = pageSize();
 export const EIO = 5;
 export const ENOSPC = 28;
 
