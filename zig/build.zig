@@ -6,6 +6,9 @@
 //!   zig build -Dtarget=aarch64-linux-gnu       the Linux arm64 library (cross-compiled)
 //!   zig build -Dstrip=true                     without symbols and debug info (what
 //!                                              `tools/dev package` puts into the package)
+//!   zig build copy-ratio -Doptimize=ReleaseFast  the guarded copy against memcpy
+//!                                              (bench/copy_ratio.zig; Linux, add -fqemu
+//!                                              with an aarch64 -Dtarget)
 const std = @import("std");
 
 pub fn build(b: *std.Build) void {
@@ -38,4 +41,26 @@ pub fn build(b: *std.Build) void {
     const run_tests = b.addRunArtifact(tests);
     const test_step = b.step("test", "Run the library's unit and real-fault tests");
     test_step.dependOn(&run_tests.step);
+
+    // The benchmark lives in ../bench, which the published package leaves out: no step there.
+    b.build_root.handle.access("../bench/copy_ratio.zig", .{}) catch return;
+    const guard = b.createModule(.{
+        .root_source_file = b.path("src/guard.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+    });
+    const ratio = b.addExecutable(.{
+        .name = "copy_ratio",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("../bench/copy_ratio.zig"),
+            .target = target,
+            .optimize = optimize,
+            .link_libc = true,
+            .imports = &.{.{ .name = "guard", .module = guard }},
+        }),
+        .use_llvm = true,
+    });
+    const ratio_step = b.step("copy-ratio", "Time the guarded copy against memcpy (bench/copy_ratio.zig)");
+    ratio_step.dependOn(&b.addRunArtifact(ratio).step);
 }
