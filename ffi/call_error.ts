@@ -71,9 +71,10 @@ export function callError(status: number, call: CallContext): Error {
     case Status.not_supported:
       if (operation === "prefault") {
         return new GuardmapError(
-          `cannot prefault "${path}" for writing: this kernel lacks MADV_POPULATE_WRITE (Linux ` +
-            `5.14 or later has it), and reading one byte a page would neither dirty the pages nor ` +
-            `break copy-on-write; call prefault() without write: true, or write the pages`,
+          `cannot prefault "${path}" for writing here: that needs MADV_POPULATE_WRITE (Linux ` +
+            `5.14 or later; Windows has no equivalent), and reading one byte a page would neither ` +
+            `dirty the pages nor break copy-on-write; call prefault() without write: true, or ` +
+            `write the pages`,
           { code: errorCodeOf(status), status, path },
         );
       }

@@ -94,8 +94,8 @@ export interface WindowRange {
 export interface PrefaultOptions extends WindowRange {
   /**
    * Fault the pages in writable (for a window about to be written); default false. Needs Linux
-   * 5.14 or later (`MADV_POPULATE_WRITE`); an older kernel refuses it with a `GuardmapError`
-   * (`ENOTSUP`) instead of doing less than it says.
+   * 5.14 or later (`MADV_POPULATE_WRITE`); an older kernel, and Windows, refuse it with a
+   * `GuardmapError` (`ENOTSUP`) instead of doing less than it says.
    */
   write?: boolean;
 }

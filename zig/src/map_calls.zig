@@ -241,9 +241,9 @@ pub fn prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*a
     var os_error: i32 = 0;
     const populated = os.populate(mapping, range.position, range.length_bytes, write == 1, &os_error);
     if (populated == .ok) return .ok;
-    // Without MADV_POPULATE_WRITE (kernels before 5.14) the fallback below reads one byte a page:
-    // that neither dirties a page nor breaks copy-on-write in mode "c", so it cannot keep the
-    // promise of `write`. Refused, before anything is touched.
+    // Without MADV_POPULATE_WRITE (Linux before 5.14; Windows has no equivalent) the fallback
+    // below reads one byte a page: that neither dirties a page nor breaks copy-on-write in mode
+    // "c", so it cannot keep the promise of `write`. Refused, before anything is touched.
     if (populated == .unsupported and write == 1) return .not_supported;
     out.os_error = os_error;
     // The kernel could not populate (or lacks MADV_POPULATE_*): find the first failing page with
