@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 import { assertBytes, pattern, scratch } from "./util.ts";
-import { blocksOf, cli, PAGE, rescueUnderway } from "./cli/_run.ts";
+import { blocksOf, cli, PAGE, rescueUnderway, slowRescue } from "./cli/_run.ts";
 
 const decoder = new TextDecoder();
 
@@ -104,14 +104,7 @@ fuseTest(
   async () => {
     await using fs = await mountFaultFs({ maxReadahead: PAGE });
     using dir = scratch();
-    const bytes = pattern(0, 2 * 2 ** 20);
-    Deno.writeFileSync(fs.backing("data.bin"), bytes);
-    // Every read waits 20 ms: the copy takes seconds, long enough to truncate SOURCE under it.
-    await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
-    const dest = dir.path("rescued.bin");
-    const mapPath = dir.path("rescued.map");
-    // Act once the copy is under way (reads reach the daemon), not during start-up.
-    const child = await rescueUnderway(fs, dest, mapPath);
+    const { bytes, dest, mapPath, child } = await slowRescue(fs, dir);
     const kept = 2 ** 20 + 3 * PAGE;
     Deno.truncateSync(fs.backing("data.bin"), kept);
     await fs.invalidate("data.bin");

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { type FaultFs, fuseTest, mountFaultFs } from "./fuse/fault_fs.ts";
 import { assertBytes, pattern, scratch, sparseFile } from "./util.ts";
-import { blocksOf, cli, PAGE, rescueUnderway } from "./cli/_run.ts";
+import { blocksOf, cli, PAGE, slowRescue } from "./cli/_run.ts";
 
 const decoder = new TextDecoder();
 
@@ -125,14 +125,7 @@ fuseTest(
 fuseTest("cli rescue: SIGINT saves the map and exits 130; the next run resumes", async () => {
   await using fs = await mountFaultFs({ maxReadahead: PAGE });
   using dir = scratch();
-  const bytes = pattern(0, 2 * 2 ** 20);
-  Deno.writeFileSync(fs.backing("data.bin"), bytes);
-  // Every read waits 20 ms: with 4 KiB readahead the copy takes seconds, long enough to interrupt.
-  await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
-  const dest = dir.path("rescued.bin");
-  const mapPath = dir.path("rescued.map");
-  // Act once the copy is under way (reads reach the daemon), not during start-up.
-  const child = await rescueUnderway(fs, dest, mapPath);
+  const { bytes, dest, mapPath, child } = await slowRescue(fs, dir);
   child.kill("SIGINT");
   const output = await child.output();
   const stderr = decoder.decode(output.stderr);

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { FaultFs } from "../fuse/fault_fs.ts";
+import { pattern, type Scratch } from "../util.ts";
 
 /** The page size the fault ranges of these tests assume. */
 export const PAGE = 4_096;
@@ -62,4 +63,27 @@ export function blocksOf(mapfile: string): Array<[number, number, string]> {
     const [pos, size, status] = line.trim().split(/\s+/);
     return [Number(pos), Number(size), status];
   });
+}
+
+/** What {@linkcode slowRescue} started. */
+export interface SlowRescue {
+  bytes: Uint8Array;
+  dest: string;
+  mapPath: string;
+  child: Deno.ChildProcess;
+}
+
+/**
+ * A rescue to act on while it runs: faultfs's data.bin holds 2 MiB, every read of it waits 20 ms
+ * (with 4 KiB readahead the copy takes seconds), and `guardmap rescue` of it into `dir` is under
+ * way.
+ */
+export async function slowRescue(fs: FaultFs, dir: Scratch): Promise<SlowRescue> {
+  const bytes = pattern(0, 2 * 2 ** 20);
+  Deno.writeFileSync(fs.backing("data.bin"), bytes);
+  await fs.delay({ operations: "read", file: "data.bin", delayMs: 20 });
+  const dest = dir.path("rescued.bin");
+  const mapPath = dir.path("rescued.map");
+  // Act once the copy is under way (reads reach the daemon), not during start-up.
+  return { bytes, dest, mapPath, child: await rescueUnderway(fs, dest, mapPath) };
 }
