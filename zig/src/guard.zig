@@ -16,7 +16,8 @@
 //!   x86_64: `guardmap_copy` is one `rep movsb`; `guardmap_copy_stream` copies large reads with
 //!     non-temporal stores, because the target's lines are then not read before they are written
 //!     (bench/copy_probe.ts, 64 MiB out of a hot page cache on this machine: 5.1 GiB/s against
-//!     4.0 for `rep movsb`, about 1.3x); `guardmap_copy_small` uses plain moves.
+//!     4.0 for `rep movsb`, about 1.3x), a line of each of four pages in turn, so that four page
+//!     walks overlap; `guardmap_copy_small` uses plain moves.
 //!   aarch64: `guardmap_copy` moves 64 bytes a turn with `ldp`/`stp` of q registers, then 16, then
 //!     single bytes; `guardmap_copy_bytes` is the byte loop that finishes its count.
 //!
@@ -195,37 +196,75 @@ const copy_body =
 // instruction that touches memory: the bytes not yet known to be copied are rcx + rdx, so the
 // landing pad's answer is right in every phase.
 //   head: `rep movsb` counts rcx down;
-//   body: rcx = bytes of whole 64-byte lines left, rdx = the tail; rcx drops only after a line's
-//         four stores, so a fault inside a line reports the whole line as not copied;
+//   blocks: rcx = bytes of whole 16 KiB blocks left, rdx = the rest. A block is four 4 KiB pages
+//         copied together: for each 64-byte offset (r10) in [0, 4096), the line at that offset of
+//         page 0, then of pages 1, 2 and 3. So four page walks (TLB misses, accessed-bit updates)
+//         are in flight at once instead of one, as in glibc's large memmove (bench/
+//         where_the_time_goes.md, "The streaming copy"). rcx drops only after the whole block, so
+//         a fault anywhere in it reports the whole block as not copied; `finish_exactly` re-copies
+//         it with `rep movsb`, exact to the byte. The target past that count may then hold lines
+//         of the block's later pages, copied before the fault, only when a page was lost while
+//         the block was copied: a 4 KiB page lost before faults at the first line of the block
+//         that touches it, which comes before any line of a page after it (the next page's first
+//         line lies in it when it does not start on a page of the block);
+//   lines: rcx = bytes of whole 64-byte lines left (less than a block), rdx = the tail; rcx drops
+//         after a line's four stores;
 //   tail: rcx = the tail, rdx = 0.
 // SSE2 only (every x86_64 CPU has it); the loads are unaligned, the stores aligned to dst's line.
-// xmm0-xmm3 are caller-saved in both ABIs.
+// xmm0-xmm3 and r10 are caller-saved in both ABIs; r8 (System V) / r9 (Win64) hold the Frame.
 const stream_body =
     \\    rep movsb
+    \\    movq %rdx, %rcx
+    \\    andq $-16384, %rcx
+    \\    subq %rcx, %rdx
+    \\    testq %rcx, %rcx
+    \\    jz 3f
+    \\1:
+    \\    xorl %r10d, %r10d
+    \\2:
+++ stream_line("0") ++ stream_line("4096") ++ stream_line("8192") ++ stream_line("12288") ++
+    \\    addq $64, %r10
+    \\    cmpq $4096, %r10
+    \\    jb 2b
+    \\    addq $16384, %rsi
+    \\    addq $16384, %rdi
+    \\    subq $16384, %rcx
+    \\    jnz 1b
+    \\3:
+    \\    xorl %r10d, %r10d
     \\    movq %rdx, %rcx
     \\    andq $-64, %rcx
     \\    andq $63, %rdx
     \\    testq %rcx, %rcx
-    \\    jz 2f
-    \\1:
-    \\    movdqu (%rsi), %xmm0
-    \\    movdqu 16(%rsi), %xmm1
-    \\    movdqu 32(%rsi), %xmm2
-    \\    movdqu 48(%rsi), %xmm3
-    \\    movntdq %xmm0, (%rdi)
-    \\    movntdq %xmm1, 16(%rdi)
-    \\    movntdq %xmm2, 32(%rdi)
-    \\    movntdq %xmm3, 48(%rdi)
+    \\    jz 5f
+    \\4:
+++ stream_line("0") ++
     \\    addq $64, %rsi
     \\    addq $64, %rdi
     \\    subq $64, %rcx
-    \\    jnz 1b
-    \\2:
+    \\    jnz 4b
+    \\5:
     \\    movq %rdx, %rcx
     \\    xorl %edx, %edx
     \\    rep movsb
     \\
 ;
+
+/// One 64-byte line at `page` + r10 bytes past rsi to the same place past rdi: four loads, then four
+/// non-temporal stores. r10 is 0 in the line loop.
+fn stream_line(comptime page: []const u8) []const u8 {
+    return std.fmt.comptimePrint(
+        \\    movdqu {0s}(%rsi,%r10), %xmm0
+        \\    movdqu {0s}+16(%rsi,%r10), %xmm1
+        \\    movdqu {0s}+32(%rsi,%r10), %xmm2
+        \\    movdqu {0s}+48(%rsi,%r10), %xmm3
+        \\    movntdq %xmm0, {0s}(%rdi,%r10)
+        \\    movntdq %xmm1, {0s}+16(%rdi,%r10)
+        \\    movntdq %xmm2, {0s}+32(%rdi,%r10)
+        \\    movntdq %xmm3, {0s}+48(%rdi,%r10)
+        \\
+    , .{page});
+}
 
 // rdx = length here: the head is min(-dst mod 64, length), taken off rdx.
 const stream_head =
@@ -432,9 +471,12 @@ fn copy_exactly(dst: [*]u8, src: [*]const u8, length_bytes: usize, frame: *Frame
 pub const stream_length_bytes_min: usize = 32 << 20;
 
 /// As `copy`, for a large copy out of a mapping into ordinary memory: non-temporal stores on
-/// x86_64, `copy` elsewhere. The count it returns is exact, as `copy`'s: the streaming routine
-/// reports a fault at 64-byte-line granularity, so the rest is retried with `copy`, which stops
-/// at the first byte that cannot be read.
+/// x86_64, four 4 KiB pages at a time; `copy` elsewhere. The count it returns is exact, as
+/// `copy`'s: the streaming routine reports a fault per 16 KiB block (then per 64-byte line), so the
+/// rest is retried with `copy`, which stops at the first byte that cannot be read. After a fault,
+/// the target past the count may hold bytes copied from the block's later pages before the fault;
+/// only when a page was lost while the copy ran (a lost page of 4 KiB or more faults at the first
+/// line the copy reads of it and of every page after it in the block, before any of their lines).
 pub fn copy_stream(dst: [*]u8, src: [*]const u8, length_bytes: usize, frame: *Frame) usize {
     assert(length_bytes > 0);
     if (!has_x86_64_routines) return copy(dst, src, length_bytes, frame);
@@ -467,27 +509,59 @@ fn finish_exactly(dst: [*]u8, src: [*]const u8, length_bytes: usize, remaining: 
 }
 
 test "copy_stream and copy_small copy every length and alignment" {
-    // Anonymous memory, no faults: this checks the byte arithmetic of the three phases.
-    const size = 1024;
-    var source: [size + 128]u8 = undefined;
-    for (&source, 0..) |*byte, index| byte.* = @truncate(index *% 13 +% 5);
-    var target: [size + 128]u8 = undefined;
-    const mapped_lo = @intFromPtr(&source);
+    // Anonymous memory, no faults: this checks the byte arithmetic of the four phases (head, 16 KiB
+    // blocks, 64-byte lines, tail). Lengths up to 1024 step through the small copy, the head and the
+    // lines; the rest cross one, two and three blocks with every kind of remainder.
+    const block_bytes = 4 * 4096;
+    const lengths_large = [_]usize{
+        block_bytes - 1,              block_bytes,                  block_bytes + 1,
+        block_bytes + 64 + 1,         2 * block_bytes - 1,          2 * block_bytes,
+        2 * block_bytes + 63,         3 * block_bytes + 64 * 5 + 7, 3 * block_bytes + 4096 + 64,
+        4 * block_bytes - 64 * 3 - 1,
+    };
+    const size = 4 * block_bytes;
+    const source = try std.testing.allocator.alloc(u8, size + 128);
+    defer std.testing.allocator.free(source);
+    // Every 64-byte line differs from the others in 64 KiB: a line copied to a wrong place shows.
+    for (source, 0..) |*byte, index| byte.* = @truncate(index *% 13 +% 5 +% (index >> 6) +% (index >> 14));
+    const target = try std.testing.allocator.alloc(u8, size + 128);
+    defer std.testing.allocator.free(target);
+    const mapped_lo = @intFromPtr(source.ptr);
     for ([_]usize{ 0, 1, 17, 63 }) |target_shift| {
         for ([_]usize{ 0, 3, 32 }) |source_shift| {
             var length: usize = 1;
-            while (length <= size) : (length += if (length < 200) 1 else 61) {
-                @memset(&target, 0xEE);
-                var frame = Frame.init(mapped_lo, mapped_lo + source.len);
-                const remaining = if (length < small_length_bytes_max)
-                    copy_small(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame)
-                else
-                    copy_stream(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame);
-                try std.testing.expectEqual(@as(usize, 0), remaining);
-                try std.testing.expectEqualSlices(u8, source[source_shift..][0..length], target[target_shift..][0..length]);
-                for (target[0..target_shift]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
-                for (target[target_shift + length ..]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
+            while (length <= 1024) : (length += if (length < 200) 1 else 61) {
+                try expect_copied(source, target, source_shift, target_shift, length, mapped_lo);
+            }
+            for (lengths_large) |length_large| {
+                try expect_copied(source, target, source_shift, target_shift, length_large, mapped_lo);
             }
         }
     }
+}
+
+/// Copies `length` bytes of `source` at `source_shift` to `target` at `target_shift` (the small copy
+/// below small_length_bytes_max, the streaming copy from there) and checks every byte of `target`:
+/// the copied ones, and the untouched ones around them.
+fn expect_copied(
+    source: []const u8,
+    target: []u8,
+    source_shift: usize,
+    target_shift: usize,
+    length: usize,
+    mapped_lo: usize,
+) !void {
+    assert(source_shift + length <= source.len);
+    assert(target_shift + length <= target.len);
+    errdefer std.debug.print("length {d}, source shift {d}, target shift {d}\n", .{ length, source_shift, target_shift });
+    @memset(target, 0xEE);
+    var frame = Frame.init(mapped_lo, mapped_lo + source.len);
+    const remaining = if (length < small_length_bytes_max)
+        copy_small(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame)
+    else
+        copy_stream(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame);
+    try std.testing.expectEqual(@as(usize, 0), remaining);
+    try std.testing.expectEqualSlices(u8, source[source_shift..][0..length], target[target_shift..][0..length]);
+    for (target[0..target_shift]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
+    for (target[target_shift + length ..]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
 }
