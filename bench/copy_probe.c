@@ -61,8 +61,9 @@ __attribute__((target("avx2"))) int probe_avx2_nt(unsigned char *dst, const unsi
 }
 
 // The same with SSE2 only (16-byte non-temporal stores, 64 bytes per iteration): every x86_64 CPU
-// has SSE2, so a copy built on it needs no CPU feature check. guardmap's large guarded reads use
-// this shape (zig/src/guard.zig, guardmap_copy_stream).
+// has SSE2, so a copy built on it needs no CPU feature check. guardmap's large guarded reads used
+// this shape until issue 13; guardmap_copy_stream (zig/src/guard.zig) now copies a line of each of
+// four pages in turn.
 int probe_sse2_nt(unsigned char *dst, const unsigned char *src, double length) {
   size_t count = (size_t)length, i = 0;
   while (i < count && ((size_t)(dst + i) & 63) != 0) {

@@ -16,7 +16,8 @@
 //!   x86_64: `guardmap_copy` is one `rep movsb`; `guardmap_copy_stream` copies large reads with
 //!     non-temporal stores, because the target's lines are then not read before they are written
 //!     (bench/copy_probe.ts, 64 MiB out of a hot page cache on this machine: 5.1 GiB/s against
-//!     4.0 for `rep movsb`, about 1.3x); `guardmap_copy_small` uses plain moves.
+//!     4.0 for `rep movsb`, about 1.3x), a line of each of four pages in turn, so that four page
+//!     walks overlap; `guardmap_copy_small` uses plain moves.
 //!   aarch64: `guardmap_copy` moves 64 bytes a turn with `ldp`/`stp` of q registers, then 16, then
 //!     single bytes; `guardmap_copy_bytes` is the byte loop that finishes its count.
 //!
@@ -26,6 +27,8 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const assert = std.debug.assert;
+/// The x86_64 routines' assembly, in parts (entry, body, exit, landing pad).
+const x86 = @import("guard_x86_64.zig");
 
 pub const Frame = extern struct {
     /// The mapping the copy touches: faults at other addresses are not ours.
@@ -66,13 +69,13 @@ pub const os = switch (builtin.os.tag) {
 
 const copy_assembly = switch (builtin.cpu.arch) {
     .x86_64 => if (builtin.os.tag == .windows)
-        windows_routine("guardmap_copy", copy_entry_windows, copy_body, copy_done, copy_landing_code) ++
-            windows_routine("guardmap_copy_stream", stream_entry_windows, stream_body, stream_done, stream_landing_code) ++
-            windows_routine("guardmap_copy_small", copy_entry_windows, small_body, copy_done, copy_landing_code)
+        windows_routine("guardmap_copy", x86.copy_entry_windows, x86.copy_body, x86.copy_done, x86.copy_landing_code) ++
+            windows_routine("guardmap_copy_stream", x86.stream_entry_windows, x86.stream_body, x86.stream_done, x86.stream_landing_code) ++
+            windows_routine("guardmap_copy_small", x86.copy_entry_windows, x86.small_body, x86.copy_done, x86.copy_landing_code)
     else
-        elf_routine("guardmap_copy", copy_entry_sysv, copy_body, copy_done, copy_landing_code) ++
-            elf_routine("guardmap_copy_stream", stream_entry_sysv, stream_body, stream_done, stream_landing_code) ++
-            elf_routine("guardmap_copy_small", copy_entry_sysv, small_body, copy_done, copy_landing_code),
+        elf_routine("guardmap_copy", x86.copy_entry_sysv, x86.copy_body, x86.copy_done, x86.copy_landing_code) ++
+            elf_routine("guardmap_copy_stream", x86.stream_entry_sysv, x86.stream_body, x86.stream_done, x86.stream_landing_code) ++
+            elf_routine("guardmap_copy_small", x86.copy_entry_sysv, x86.small_body, x86.copy_done, x86.copy_landing_code),
     .aarch64 => elf_routine("guardmap_copy", "", wide_body_aarch64, done_aarch64, landing_aarch64) ++
         elf_routine("guardmap_copy_bytes", "", bytes_body_aarch64, done_aarch64, landing_aarch64),
     else => @compileError("guardmap's guarded copy supports x86_64 and aarch64"),
@@ -164,136 +167,6 @@ fn windows_routine(
         \\
     , .{ name, entry, body, done, landing });
 }
-
-const copy_entry_sysv =
-    \\    movq %rcx, %r8
-    \\    movq %rdx, %rcx
-    \\
-;
-const copy_entry_windows =
-    \\    movq %r8, %rcx
-    \\
-;
-const copy_done =
-    \\    xorl %eax, %eax
-    \\
-;
-// On a fault rcx holds the bytes not yet copied, in `rep movsb` and in the small copy alike.
-const copy_landing_code =
-    \\    movq %rcx, %rax
-    \\
-;
-
-// guardmap_copy: one forward `rep movsb`.
-const copy_body =
-    \\    rep movsb
-    \\
-;
-
-// The streaming copy's body. On entry rdi = dst, rsi = src, rcx = the head (bytes up to dst's next
-// 64-byte boundary, at most the length) and rdx = the bytes after the head. Invariant at every
-// instruction that touches memory: the bytes not yet known to be copied are rcx + rdx, so the
-// landing pad's answer is right in every phase.
-//   head: `rep movsb` counts rcx down;
-//   body: rcx = bytes of whole 64-byte lines left, rdx = the tail; rcx drops only after a line's
-//         four stores, so a fault inside a line reports the whole line as not copied;
-//   tail: rcx = the tail, rdx = 0.
-// SSE2 only (every x86_64 CPU has it); the loads are unaligned, the stores aligned to dst's line.
-// xmm0-xmm3 are caller-saved in both ABIs.
-const stream_body =
-    \\    rep movsb
-    \\    movq %rdx, %rcx
-    \\    andq $-64, %rcx
-    \\    andq $63, %rdx
-    \\    testq %rcx, %rcx
-    \\    jz 2f
-    \\1:
-    \\    movdqu (%rsi), %xmm0
-    \\    movdqu 16(%rsi), %xmm1
-    \\    movdqu 32(%rsi), %xmm2
-    \\    movdqu 48(%rsi), %xmm3
-    \\    movntdq %xmm0, (%rdi)
-    \\    movntdq %xmm1, 16(%rdi)
-    \\    movntdq %xmm2, 32(%rdi)
-    \\    movntdq %xmm3, 48(%rdi)
-    \\    addq $64, %rsi
-    \\    addq $64, %rdi
-    \\    subq $64, %rcx
-    \\    jnz 1b
-    \\2:
-    \\    movq %rdx, %rcx
-    \\    xorl %edx, %edx
-    \\    rep movsb
-    \\
-;
-
-// rdx = length here: the head is min(-dst mod 64, length), taken off rdx.
-const stream_head =
-    \\    movq %rdi, %rcx
-    \\    negq %rcx
-    \\    andq $63, %rcx
-    \\    cmpq %rdx, %rcx
-    \\    cmovaq %rdx, %rcx
-    \\    subq %rcx, %rdx
-    \\
-;
-const stream_entry_sysv =
-    \\    movq %rcx, %r8
-    \\
-++ stream_head;
-const stream_entry_windows =
-    \\    movq %r8, %rdx
-    \\
-++ stream_head;
-// Non-temporal stores are weakly ordered; `sfence` on both exits orders them before anything the
-// caller stores next (another thread that sees the result must see the bytes).
-const stream_done =
-    \\    sfence
-    \\    xorl %eax, %eax
-    \\
-;
-const stream_landing_code =
-    \\    sfence
-    \\    leaq (%rcx,%rdx), %rax
-    \\
-;
-
-// The small copy's body: rdi = dst, rsi = src, rcx = length. Plain moves, 16 bytes, then 8, then
-// single bytes, so that a run of small copies (gm_read_many) is a run of ordinary loads and
-// stores instead of microcoded `rep movsb` start-ups. Invariant at every instruction that touches
-// memory: rcx = the bytes not yet known to be copied; it drops only after a chunk's store.
-const small_body =
-    \\    cmpq $16, %rcx
-    \\    jb 2f
-    \\1:
-    \\    movdqu (%rsi), %xmm0
-    \\    movdqu %xmm0, (%rdi)
-    \\    addq $16, %rsi
-    \\    addq $16, %rdi
-    \\    subq $16, %rcx
-    \\    cmpq $16, %rcx
-    \\    jae 1b
-    \\2:
-    \\    cmpq $8, %rcx
-    \\    jb 3f
-    \\    movq (%rsi), %rax
-    \\    movq %rax, (%rdi)
-    \\    addq $8, %rsi
-    \\    addq $8, %rdi
-    \\    subq $8, %rcx
-    \\3:
-    \\    testq %rcx, %rcx
-    \\    jz 5f
-    \\4:
-    \\    movb (%rsi), %al
-    \\    movb %al, (%rdi)
-    \\    incq %rsi
-    \\    incq %rdi
-    \\    decq %rcx
-    \\    jnz 4b
-    \\5:
-    \\
-;
 
 // aarch64 (AAPCS64: x0 = dst, x1 = src, x2 = length, x3 = frame; x4 and v0-v3 are scratch
 // registers the callee may use). Invariant at every instruction that touches memory: x2 = the
@@ -432,9 +305,12 @@ fn copy_exactly(dst: [*]u8, src: [*]const u8, length_bytes: usize, frame: *Frame
 pub const stream_length_bytes_min: usize = 32 << 20;
 
 /// As `copy`, for a large copy out of a mapping into ordinary memory: non-temporal stores on
-/// x86_64, `copy` elsewhere. The count it returns is exact, as `copy`'s: the streaming routine
-/// reports a fault at 64-byte-line granularity, so the rest is retried with `copy`, which stops
-/// at the first byte that cannot be read.
+/// x86_64, four 4 KiB pages at a time; `copy` elsewhere. The count it returns is exact, as
+/// `copy`'s: the streaming routine reports a fault per 16 KiB block (then per 64-byte line), so the
+/// rest is retried with `copy`, which stops at the first byte that cannot be read. After a fault,
+/// the target past the count may hold bytes copied from the block's later pages before the fault;
+/// only when a page was lost while the copy ran (a lost page of 4 KiB or more faults at the first
+/// line the copy reads of it and of every page after it in the block, before any of their lines).
 pub fn copy_stream(dst: [*]u8, src: [*]const u8, length_bytes: usize, frame: *Frame) usize {
     assert(length_bytes > 0);
     if (!has_x86_64_routines) return copy(dst, src, length_bytes, frame);
@@ -467,27 +343,59 @@ fn finish_exactly(dst: [*]u8, src: [*]const u8, length_bytes: usize, remaining: 
 }
 
 test "copy_stream and copy_small copy every length and alignment" {
-    // Anonymous memory, no faults: this checks the byte arithmetic of the three phases.
-    const size = 1024;
-    var source: [size + 128]u8 = undefined;
-    for (&source, 0..) |*byte, index| byte.* = @truncate(index *% 13 +% 5);
-    var target: [size + 128]u8 = undefined;
-    const mapped_lo = @intFromPtr(&source);
+    // Anonymous memory, no faults: this checks the byte arithmetic of the four phases (head, 16 KiB
+    // blocks, 64-byte lines, tail). Lengths up to 1024 step through the small copy, the head and the
+    // lines; the rest cross one, two and three blocks with every kind of remainder.
+    const block_bytes = 4 * 4096;
+    const lengths_large = [_]usize{
+        block_bytes - 1,              block_bytes,                  block_bytes + 1,
+        block_bytes + 64 + 1,         2 * block_bytes - 1,          2 * block_bytes,
+        2 * block_bytes + 63,         3 * block_bytes + 64 * 5 + 7, 3 * block_bytes + 4096 + 64,
+        4 * block_bytes - 64 * 3 - 1,
+    };
+    const size = 4 * block_bytes;
+    const source = try std.testing.allocator.alloc(u8, size + 128);
+    defer std.testing.allocator.free(source);
+    // Every 64-byte line differs from the others in 64 KiB: a line copied to a wrong place shows.
+    for (source, 0..) |*byte, index| byte.* = @truncate(index *% 13 +% 5 +% (index >> 6) +% (index >> 14));
+    const target = try std.testing.allocator.alloc(u8, size + 128);
+    defer std.testing.allocator.free(target);
+    const mapped_lo = @intFromPtr(source.ptr);
     for ([_]usize{ 0, 1, 17, 63 }) |target_shift| {
         for ([_]usize{ 0, 3, 32 }) |source_shift| {
             var length: usize = 1;
-            while (length <= size) : (length += if (length < 200) 1 else 61) {
-                @memset(&target, 0xEE);
-                var frame = Frame.init(mapped_lo, mapped_lo + source.len);
-                const remaining = if (length < small_length_bytes_max)
-                    copy_small(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame)
-                else
-                    copy_stream(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame);
-                try std.testing.expectEqual(@as(usize, 0), remaining);
-                try std.testing.expectEqualSlices(u8, source[source_shift..][0..length], target[target_shift..][0..length]);
-                for (target[0..target_shift]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
-                for (target[target_shift + length ..]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
+            while (length <= 1024) : (length += if (length < 200) 1 else 61) {
+                try expect_copied(source, target, source_shift, target_shift, length, mapped_lo);
+            }
+            for (lengths_large) |length_large| {
+                try expect_copied(source, target, source_shift, target_shift, length_large, mapped_lo);
             }
         }
     }
+}
+
+/// Copies `length` bytes of `source` at `source_shift` to `target` at `target_shift` (the small copy
+/// below small_length_bytes_max, the streaming copy from there) and checks every byte of `target`:
+/// the copied ones, and the untouched ones around them.
+fn expect_copied(
+    source: []const u8,
+    target: []u8,
+    source_shift: usize,
+    target_shift: usize,
+    length: usize,
+    mapped_lo: usize,
+) !void {
+    assert(source_shift + length <= source.len);
+    assert(target_shift + length <= target.len);
+    errdefer std.debug.print("length {d}, source shift {d}, target shift {d}\n", .{ length, source_shift, target_shift });
+    @memset(target, 0xEE);
+    var frame = Frame.init(mapped_lo, mapped_lo + source.len);
+    const remaining = if (length < small_length_bytes_max)
+        copy_small(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame)
+    else
+        copy_stream(target[target_shift..].ptr, source[source_shift..].ptr, length, &frame);
+    try std.testing.expectEqual(@as(usize, 0), remaining);
+    try std.testing.expectEqualSlices(u8, source[source_shift..][0..length], target[target_shift..][0..length]);
+    for (target[0..target_shift]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
+    for (target[target_shift + length ..]) |byte| try std.testing.expectEqual(@as(u8, 0xEE), byte);
 }
