@@ -35,7 +35,8 @@ export const SYMBOLS = {
   gm_address: { parameters: ["f64"], result: "pointer" },
   gm_file_size: { parameters: ["f64", "buffer"], result: "i32" },
   // No detail buffer: a failed gm_read/gm_write leaves its record for gm_last_detail, so the
-  // per-read call carries one buffer, not two (bench/where_the_time_goes.md).
+  // per-read call carries one buffer, not two (bench/where_the_time_goes.md, "The cost of one
+  // call").
   gm_read: { parameters: ["f64", "f64", "buffer", "f64"], result: "i32" },
   gm_last_detail: { parameters: ["buffer"], result: "i32" },
   gm_read_many: {
