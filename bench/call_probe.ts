@@ -64,8 +64,8 @@ function probe(map: MappedFile, bytes: number, evictor: CacheEvictor | undefined
   const offsets = randomOffsets((ROUNDS + 1) * OPS, FILE_BYTES, bytes, 0xca11 + bytes);
   const target = new Uint8Array(bytes);
   const detail = new Uint8Array(DETAIL.sizeBytes);
-  const read = (h: number, position: number, to: Uint8Array, length: number, d: Uint8Array) =>
-    native().gm_read(h, position, to, length, d);
+  const read = (h: number, position: number, to: Uint8Array, length: number) =>
+    native().gm_read(h, position, to, length);
   // A closed handle: gm_read checks its arguments and refuses it before any lease or copy.
   const closed = openInProcess(resolveOpen(map.path, {}), false).handle;
   native().gm_close(closed);
@@ -86,7 +86,7 @@ function probe(map: MappedFile, bytes: number, evictor: CacheEvictor | undefined
     [
       "set, then gm_read of a closed handle (refused before the lease)",
       setEach(() => {
-        read(closed, 0, target, bytes, detail);
+        read(closed, 0, target, bytes);
       }),
     ],
     [

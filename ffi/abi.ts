@@ -16,7 +16,7 @@ export { Status } from "./status.ts";
  * The ABI version this module speaks; the library reports its own (`gm_abi_version`), and a
  * library of another version is refused before any other call.
  */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 export const SYMBOLS = {
   gm_abi_version: { parameters: [], result: "u32" },
@@ -34,12 +34,16 @@ export const SYMBOLS = {
   gm_reap: { parameters: [], result: "u32" },
   gm_address: { parameters: ["f64"], result: "pointer" },
   gm_file_size: { parameters: ["f64", "buffer"], result: "i32" },
-  gm_read: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
+  // No detail buffer: a failed gm_read/gm_write leaves its record for gm_last_detail, so the
+  // per-read call carries one buffer, not two (bench/where_the_time_goes.md, "The cost of one
+  // call").
+  gm_read: { parameters: ["f64", "f64", "buffer", "f64"], result: "i32" },
+  gm_last_detail: { parameters: ["buffer"], result: "i32" },
   gm_read_many: {
     parameters: ["f64", "buffer", "f64", "f64", "f64", "buffer", "f64", "buffer"],
     result: "i32",
   },
-  gm_write: { parameters: ["f64", "f64", "buffer", "f64", "buffer"], result: "i32" },
+  gm_write: { parameters: ["f64", "f64", "buffer", "f64"], result: "i32" },
   gm_flush: { parameters: ["f64", "f64", "f64", "buffer"], result: "i32" },
   gm_advise: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },
   gm_prefault: { parameters: ["f64", "f64", "f64", "u32", "buffer"], result: "i32" },

@@ -47,8 +47,8 @@ import type {
   WindowRange,
 } from "./types.ts";
 
-// One detail record per isolate, written by the library only when a call fails. Reused so the
-// copy path allocates nothing.
+// One detail record per isolate, written by the library only when a call fails (read and write:
+// fetched by gm_last_detail). Reused so the copy path allocates nothing.
 const detail = new Uint8Array(DETAIL.sizeBytes);
 const detailView = new DataView(detail.buffer);
 
@@ -151,7 +151,7 @@ export class MappedFile implements Disposable {
   read(target: ArrayBufferView, position: number = 0): number {
     const bytes = copyArguments("read", target, position);
     this.#checkCopy("read");
-    const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength, detail);
+    const status = native().gm_read(this.#handle, position, bytes, bytes.byteLength);
     if (status !== Status.ok) throw this.#copyError(status, "read", position, bytes.byteLength);
     return bytes.byteLength;
   }
@@ -230,7 +230,7 @@ export class MappedFile implements Disposable {
   write(source: ArrayBufferView, position: number = 0): number {
     const bytes = copyArguments("write", source, position);
     this.#checkCopy("write");
-    const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength, detail);
+    const status = native().gm_write(this.#handle, position, bytes, bytes.byteLength);
     if (status !== Status.ok) throw this.#copyError(status, "write", position, bytes.byteLength);
     return bytes.byteLength;
   }
@@ -493,6 +493,8 @@ export class MappedFile implements Disposable {
   }
 
   #copyError(status: number, operation: WindowOperation, position: number, length: number): Error {
+    // gm_read and gm_write take no detail buffer: the library kept the record for this thread.
+    if (operation === "read" || operation === "write") native().gm_last_detail(detail);
     return callFailure(this, this.#failureSource, status, operation, position, length);
   }
 }

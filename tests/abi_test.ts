@@ -10,12 +10,14 @@ import {
   CHANNEL_HEADER,
   CHANNEL_OP,
   CONSTANTS,
+  decodeDetail,
   DETAIL,
   FILE_KIND,
   MODE,
   OPEN_FLAGS,
   OPEN_RESULT,
 } from "../ffi/abi.ts";
+import { openNative } from "../ffi/window.ts";
 
 /** What gm_abi_layout describes (zig/src/abi_layout.zig); keys are the Zig names. */
 interface Layout {
@@ -92,11 +94,11 @@ Deno.test("the library refuses forged handles and null buffers on its own", () =
   const detail = new Uint8Array(DETAIL.sizeBytes);
   const target = new Uint8Array(8);
   for (const handle of [0, 1, 0xffff, 0xffffffff, 12345 << 16]) {
-    assert.equal(lib.gm_read(handle, 0, target, 8, detail), Status.bad_handle);
+    assert.equal(lib.gm_read(handle, 0, target, 8), Status.bad_handle);
     assert.equal(lib.gm_close(handle), Status.bad_handle);
     assert.equal(lib.gm_address(handle), null);
   }
-  assert.equal(lib.gm_read(1, 0, target, 8, null), Status.invalid_argument);
+  assert.equal(lib.gm_last_detail(null), Status.invalid_argument);
   assert.equal(lib.gm_open(null, 0n, 0, 0n, 0n, 0, detail), Status.invalid_argument);
   assert.equal(lib.gm_memcpy(target, 8, null, 8, 8), Status.invalid_argument);
   // gm_memcpy copies only inside what it is told the buffers hold, and never between overlapping
@@ -111,4 +113,43 @@ Deno.test("the library refuses forged handles and null buffers on its own", () =
     Status.invalid_argument,
   );
   assert.equal(lib.gm_memcpy(source.subarray(0, 8), 8, source.subarray(8), 8, 8), Status.ok);
+});
+
+Deno.test("a failed gm_read keeps its detail record for gm_last_detail, on its own thread", async () => {
+  const lib = native();
+  const path = await Deno.makeTempFile();
+  await Deno.writeFile(path, new Uint8Array(3 * 4096).fill(5));
+  const request = { path, mode: MODE.read, offset: 0n, length: undefined };
+  const { status, result } = openNative(request);
+  assert.equal(status, Status.ok);
+  const detail = new Uint8Array(DETAIL.sizeBytes);
+  try {
+    // A real fault: the file is cut to one page under the map, the read crosses the new end.
+    await Deno.truncate(path, 4096);
+    const target = new Uint8Array(2 * 4096);
+    assert.equal(lib.gm_read(result.handle, 1000, target, target.byteLength), Status.io);
+    assert.equal(lib.gm_last_detail(detail), Status.ok);
+    const record = decodeDetail(new DataView(detail.buffer));
+    assert.equal(record.bytesDone, 4096 - 1000);
+    assert.equal(record.faultWindowOffset, 4096);
+    assert.equal(record.signal, 7); // SIGBUS
+    assert.equal(target[0], 5);
+    // Another thread has a record of its own: a Web Worker sees none of this failure.
+    const worker = new Worker(new URL("./abi_detail_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    const seen = await new Promise<number[]>((resolve) => {
+      worker.onmessage = (event: MessageEvent<number[]>) => resolve(event.data);
+    });
+    worker.terminate();
+    assert.deepEqual(seen, new Array(DETAIL.sizeBytes).fill(0));
+    // A later failure replaces the record, even one without details (a closed handle).
+    assert.equal(lib.gm_close(result.handle), Status.ok);
+    assert.equal(lib.gm_read(result.handle, 0, target, 8), Status.bad_handle);
+    assert.equal(lib.gm_last_detail(detail), Status.ok);
+    assert.deepEqual([...detail], new Array(DETAIL.sizeBytes).fill(0));
+  } finally {
+    lib.gm_close(result.handle);
+    await Deno.remove(path);
+  }
 });

@@ -18,12 +18,41 @@ const guard = @import("guard.zig");
 const maps = @import("maps.zig");
 const os = maps.os;
 
-/// Copies `length` bytes from the window at `position` into `target`, through the guard.
-pub fn read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) Status {
-    return copy_guarded(handle, position, target, length, detail, .from_map);
+/// The detail record of this thread's last failed `read_here` or `write_here`: read by
+/// `last_detail` right after the failure, on the same thread (a JavaScript isolate runs on one
+/// thread, and a failed call's record is taken before its next call).
+threadlocal var detail_of_thread: Detail = Detail.zero;
+
+/// Copies `length` bytes from the window at `position` into `target`, through the guard; the
+/// detail record of a failure is kept for `last_detail`. gm_read takes no
+/// detail buffer: each buffer argument of a Deno FFI call costs the call a conversion, and in a
+/// loop of random reads the longer call kept the CPU from overlapping the cache misses of
+/// successive reads (bench/where_the_time_goes.md, "The cost of one call").
+pub fn read_here(handle: f64, position: f64, target: ?[*]u8, length: f64) Status {
+    var detail = Detail.zero;
+    const status = copy_guarded(handle, position, target, length, &detail, .from_map);
+    if (status != .ok) detail_of_thread = detail;
+    return status;
 }
 
-/// As `read`, for a target that another CPU reads at once (the pool's staging area): always
+/// As `write`, with the detail record of a failure kept for `last_detail` (see `read_here`).
+pub fn write_here(handle: f64, position: f64, source: ?[*]u8, length: f64) Status {
+    var detail = Detail.zero;
+    const status = copy_guarded(handle, position, source, length, &detail, .to_map);
+    if (status != .ok) detail_of_thread = detail;
+    return status;
+}
+
+/// Copies the detail record of this thread's last failed `read_here` or `write_here` to `out`
+/// (all zeros before the first failure, and for failures that have no details, such as a bad
+/// handle).
+pub fn last_detail(out: ?*align(1) Detail) Status {
+    const record = out orelse return .invalid_argument;
+    record.* = detail_of_thread;
+    return .ok;
+}
+
+/// As `read_here`, for a target that another CPU reads at once (the pool's staging area): always
 /// the cached copy, so the bytes are in the shared cache for the reader, not only in memory.
 pub fn read_for_peer(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) Status {
     return copy_guarded(handle, position, target, length, detail, .from_map_cached);

@@ -64,8 +64,23 @@ fn root_open(path: []const u8, mode: status_zig.Mode, result: *OpenResult) Statu
 
 extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
 extern fn gm_close(handle: f64) i32;
-extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64) i32;
+extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64) i32;
+extern fn gm_last_detail(out: ?*align(1) Detail) i32;
+
+/// gm_read, and on failure the thread's detail record into `detail`, as ffi/mapped_file.ts does.
+fn read_detail(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: *Detail) i32 {
+    const status = gm_read(handle, position, target, length);
+    if (status != 0) std.debug.assert(gm_last_detail(detail) == 0);
+    return status;
+}
+
+/// gm_write, and on failure the thread's detail record into `detail`.
+fn write_detail(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: *Detail) i32 {
+    const status = gm_write(handle, position, source, length);
+    if (status != 0) std.debug.assert(gm_last_detail(detail) == 0);
+    return status;
+}
 extern fn gm_read_many(handle: f64, positions: ?[*]const f64, positions_length: f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
 extern fn gm_address(handle: f64) ?*anyopaque;
@@ -92,7 +107,7 @@ test "guarded read across a truncated end delivers the bytes before it and repor
     defer testing.allocator.free(target);
     @memset(target, 0);
     var detail = Detail.zero;
-    try testing.expectEqual(Status.io, status_of(gm_read(handle, 0, target.ptr, @floatFromInt(target.len), &detail)));
+    try testing.expectEqual(Status.io, status_of(read_detail(handle, 0, target.ptr, @floatFromInt(target.len), &detail)));
     try testing.expectEqual(@as(u64, truncated_length_bytes()), detail.bytes_done);
     try testing.expectEqual(@as(u64, truncated_length_bytes()), detail.fault_window_offset);
     try testing.expectEqual(guard_linux.sigbus, detail.signal);
@@ -104,15 +119,15 @@ test "guarded read across a truncated end delivers the bytes before it and repor
     // lost page counts from its own start.
     const page = page_bytes();
     var healthy = [_]u8{0} ** 4096;
-    try testing.expectEqual(Status.ok, status_of(gm_read(handle, @floatFromInt(page), &healthy, 4096, &detail)));
+    try testing.expectEqual(Status.ok, status_of(read_detail(handle, @floatFromInt(page), &healthy, 4096, &detail)));
     try testing.expectEqual(@as(u8, @truncate(page *% 7 +% 3)), healthy[0]);
     const lost_page_position = truncated_length_bytes() - 288;
-    try testing.expectEqual(Status.io, status_of(gm_read(handle, @floatFromInt(lost_page_position), &healthy, 1000, &detail)));
+    try testing.expectEqual(Status.io, status_of(read_detail(handle, @floatFromInt(lost_page_position), &healthy, 1000, &detail)));
     try testing.expectEqual(@as(u64, 288), detail.bytes_done);
     // A small read (the plain-move copy) across the end: exact as well, at any remainder.
     for ([_]u64{ 1, 7, 8, 15, 16, 17, 37, 254 }) |before_end| {
         const small_position: f64 = @floatFromInt(truncated_length_bytes() - before_end);
-        try testing.expectEqual(Status.io, status_of(gm_read(handle, small_position, &healthy, 255, &detail)));
+        try testing.expectEqual(Status.io, status_of(read_detail(handle, small_position, &healthy, 255, &detail)));
         try testing.expectEqual(before_end, detail.bytes_done);
     }
 }
@@ -169,7 +184,7 @@ test "a large guarded read (the streaming copy) reports a truncated end to the b
     // Healthy first: the whole file, then odd shifts, byte for byte.
     for ([_]usize{ 0, 1, 37 }) |shift| {
         const length = large_bytes - shift;
-        try testing.expectEqual(Status.ok, status_of(gm_read(result.handle, @floatFromInt(shift), target[shift..].ptr, @floatFromInt(length), &detail)));
+        try testing.expectEqual(Status.ok, status_of(read_detail(result.handle, @floatFromInt(shift), target[shift..].ptr, @floatFromInt(length), &detail)));
         try testing.expectEqualSlices(u8, pattern[shift..], target[shift..][0..length]);
     }
 
@@ -178,7 +193,7 @@ test "a large guarded read (the streaming copy) reports a truncated end to the b
         for ([_]usize{ 0, 1, 17 }) |target_shift| {
             @memset(target, 0);
             const length = large_bytes - position;
-            try testing.expectEqual(Status.io, status_of(gm_read(result.handle, @floatFromInt(position), target[target_shift..].ptr, @floatFromInt(length), &detail)));
+            try testing.expectEqual(Status.io, status_of(read_detail(result.handle, @floatFromInt(position), target[target_shift..].ptr, @floatFromInt(length), &detail)));
             try testing.expectEqual(@as(u64, kept_bytes - position), detail.bytes_done);
             try testing.expectEqual(@as(u64, kept_bytes), detail.fault_window_offset);
             try testing.expectEqualSlices(u8, pattern[position..kept_bytes], target[target_shift..][0 .. kept_bytes - position]);
@@ -239,7 +254,7 @@ test "guarded write across a truncated end stops at the end and reports the faul
     var source = [_]u8{0xAB} ** 8192;
     var detail = Detail.zero;
     const position = truncated_length_bytes() - 100;
-    try testing.expectEqual(Status.io, status_of(gm_write(handle, at(position), &source, source.len, &detail)));
+    try testing.expectEqual(Status.io, status_of(write_detail(handle, at(position), &source, source.len, &detail)));
     try testing.expectEqual(@as(u64, 100), detail.bytes_done);
     var check = [_]u8{0} ** 100;
     try testing.expectEqual(@as(usize, 100), try scratch.file.preadAll(&check, position));
@@ -247,7 +262,7 @@ test "guarded write across a truncated end stops at the end and reports the faul
 
     // A small write (the plain-move copy) that crosses the end stops there too, to the byte.
     const small_position = truncated_length_bytes() - 37;
-    try testing.expectEqual(Status.io, status_of(gm_write(handle, at(small_position), &source, 200, &detail)));
+    try testing.expectEqual(Status.io, status_of(write_detail(handle, at(small_position), &source, 200, &detail)));
     try testing.expectEqual(@as(u64, 37), detail.bytes_done);
 }
 
@@ -266,12 +281,12 @@ test "writes to the file (pwrite): the bytes reach the file and the map, and nev
 
     var source = [_]u8{0x5A} ** 300;
     var detail = Detail.zero;
-    try testing.expectEqual(Status.ok, status_of(gm_write(handle, 4000, &source, source.len, &detail)));
+    try testing.expectEqual(Status.ok, status_of(write_detail(handle, 4000, &source, source.len, &detail)));
     var from_file = [_]u8{0} ** 300;
     try testing.expectEqual(@as(usize, 300), try scratch.file.preadAll(&from_file, 4000));
     try testing.expectEqualSlices(u8, &source, &from_file);
     var from_map = [_]u8{0} ** 300;
-    try testing.expectEqual(Status.ok, status_of(gm_read(handle, 4000, &from_map, from_map.len, &detail)));
+    try testing.expectEqual(Status.ok, status_of(read_detail(handle, 4000, &from_map, from_map.len, &detail)));
     try testing.expectEqualSlices(u8, &source, &from_map);
 
     // Past an end truncated mid-page: written up to the end, then refused, and the file stays
@@ -279,7 +294,7 @@ test "writes to the file (pwrite): the bytes reach the file and the map, and nev
     // the page that holds the new end.)
     const kept_bytes = truncated_length_bytes() - 1000;
     try scratch.file.setEndPos(kept_bytes);
-    try testing.expectEqual(Status.io, status_of(gm_write(handle, at(kept_bytes - 100), &source, source.len, &detail)));
+    try testing.expectEqual(Status.io, status_of(write_detail(handle, at(kept_bytes - 100), &source, source.len, &detail)));
     try testing.expectEqual(@as(u64, 100), detail.bytes_done);
     try testing.expectEqual(@as(u64, kept_bytes - 100 + 100), detail.fault_window_offset);
     try testing.expectEqual(@as(u64, kept_bytes), try scratch.file.getEndPos());
@@ -291,16 +306,16 @@ test "bad arguments are refused by the library itself" {
     const handle = try scratch.open(.read);
     var target = [_]u8{0} ** 16;
     var detail = Detail.zero;
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, -1, &target, 16, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, 0.5, &target, 16, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, std.math.nan(f64), &target, 16, &detail)));
-    try testing.expectEqual(Status.out_of_range, status_of(gm_read(handle, at(file_length_bytes() - 8), &target, 16, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, 0, null, 16, &detail)));
-    try testing.expectEqual(Status.invalid_argument, status_of(gm_read(handle, 0, &target, 16, null)));
-    try testing.expectEqual(Status.read_only, status_of(gm_write(handle, 0, &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(read_detail(handle, -1, &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(read_detail(handle, 0.5, &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(read_detail(handle, std.math.nan(f64), &target, 16, &detail)));
+    try testing.expectEqual(Status.out_of_range, status_of(read_detail(handle, at(file_length_bytes() - 8), &target, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(read_detail(handle, 0, null, 16, &detail)));
+    try testing.expectEqual(Status.invalid_argument, status_of(gm_last_detail(null)));
+    try testing.expectEqual(Status.read_only, status_of(write_detail(handle, 0, &target, 16, &detail)));
     try testing.expectEqual(Status.ok, status_of(gm_close(handle)));
     try testing.expectEqual(Status.bad_handle, status_of(gm_close(handle)));
-    try testing.expectEqual(Status.bad_handle, status_of(gm_read(handle, 0, &target, 16, &detail)));
+    try testing.expectEqual(Status.bad_handle, status_of(read_detail(handle, 0, &target, 16, &detail)));
     try testing.expectEqual(@as(?*anyopaque, null), gm_address(handle));
 
     var result = OpenResult.zero;
@@ -357,7 +372,7 @@ fn touch_after(scratch: *const Scratch, comptime unguarded: bool, comptime after
     // A guarded read first, to show the guard is live in this process ...
     var target = [_]u8{0} ** 8192;
     var detail = Detail.zero;
-    if (status_of(gm_read(result.handle, at(truncated_length_bytes() - 4096), &target, 8192, &detail)) != .io) std.posix.exit(12);
+    if (status_of(read_detail(result.handle, at(truncated_length_bytes() - 4096), &target, 8192, &detail)) != .io) std.posix.exit(12);
     if (!unguarded) std.posix.exit(0);
     // ... then an unguarded one, which is not ours to catch.
     _ = base[truncated_length_bytes() + 1];

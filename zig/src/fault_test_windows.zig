@@ -21,8 +21,23 @@ const truncated_length_bytes = 12288;
 
 extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
 extern fn gm_close(handle: f64) i32;
-extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
-extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32;
+extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64) i32;
+extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64) i32;
+extern fn gm_last_detail(out: ?*align(1) Detail) i32;
+
+/// gm_read, and on failure the thread's detail record into `detail`, as ffi/mapped_file.ts does.
+fn read_detail(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: *Detail) i32 {
+    const status = gm_read(handle, position, target, length);
+    if (status != 0) std.debug.assert(gm_last_detail(detail) == 0);
+    return status;
+}
+
+/// gm_write, and on failure the thread's detail record into `detail`.
+fn write_detail(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: *Detail) i32 {
+    const status = gm_write(handle, position, source, length);
+    if (status != 0) std.debug.assert(gm_last_detail(detail) == 0);
+    return status;
+}
 extern fn gm_flush(handle: f64, position: f64, length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_advise(handle: f64, position: f64, length: f64, advice: u32, detail: ?*align(1) Detail) i32;
 extern fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
@@ -204,7 +219,7 @@ test "windows: a window at 5 GiB + 64 KiB reads the bytes stored there" {
 
         var target = [_]u8{0} ** pattern_length_bytes;
         var detail = Detail.zero;
-        try testing.expectEqual(Status.ok, status_of(gm_read(result.handle, 0, &target, @floatFromInt(length_bytes), &detail)));
+        try testing.expectEqual(Status.ok, status_of(read_detail(result.handle, 0, &target, @floatFromInt(length_bytes), &detail)));
         var expected: [pattern_length_bytes]u8 = undefined;
         fill_pattern(expected[0..length_bytes], high_offset + delta);
         try testing.expectEqualSlices(u8, expected[0..length_bytes], target[0..length_bytes]);
@@ -236,7 +251,7 @@ test "windows: w+ sizes the file to a high window, and writes reach the file aft
     var source: [length_bytes]u8 = undefined;
     fill_pattern(&source, offset);
     var detail = Detail.zero;
-    try testing.expectEqual(Status.ok, status_of(gm_write(result.handle, 0, &source, length_bytes, &detail)));
+    try testing.expectEqual(Status.ok, status_of(write_detail(result.handle, 0, &source, length_bytes, &detail)));
     try testing.expectEqual(Status.ok, status_of(gm_flush(result.handle, 0, length_bytes, &detail)));
     try testing.expectEqual(Status.ok, status_of(gm_prefault(result.handle, 0, length_bytes, 0, &detail)));
     // Windows has no MADV_POPULATE_WRITE: reading a byte a page would not keep write's promise.
@@ -261,8 +276,8 @@ test "windows: r+ writes through, c keeps its writes private, r refuses them" {
     var private = OpenResult.zero;
     try testing.expectEqual(Status.ok, scratch.open(.copy_on_write, 100, null, &private));
     defer _ = gm_close(private.handle);
-    try testing.expectEqual(Status.ok, status_of(gm_write(private.handle, 0, &bytes, 16, &detail)));
-    try testing.expectEqual(Status.ok, status_of(gm_read(private.handle, 0, &check, 16, &detail)));
+    try testing.expectEqual(Status.ok, status_of(write_detail(private.handle, 0, &bytes, 16, &detail)));
+    try testing.expectEqual(Status.ok, status_of(read_detail(private.handle, 0, &check, 16, &detail)));
     try testing.expectEqualSlices(u8, &bytes, &check);
     try testing.expectEqual(Status.ok, status_of(gm_flush(private.handle, 0, 16, &detail)));
     _ = try scratch.file.preadAll(&check, 100);
@@ -271,7 +286,7 @@ test "windows: r+ writes through, c keeps its writes private, r refuses them" {
     var shared = OpenResult.zero;
     try testing.expectEqual(Status.ok, scratch.open(.read_write, 200, 16, &shared));
     defer _ = gm_close(shared.handle);
-    try testing.expectEqual(Status.ok, status_of(gm_write(shared.handle, 0, &bytes, 16, &detail)));
+    try testing.expectEqual(Status.ok, status_of(write_detail(shared.handle, 0, &bytes, 16, &detail)));
     try testing.expectEqual(Status.ok, status_of(gm_flush(shared.handle, 0, 16, &detail)));
     _ = try scratch.file.preadAll(&check, 200);
     try testing.expectEqualSlices(u8, &bytes, &check);
@@ -279,7 +294,7 @@ test "windows: r+ writes through, c keeps its writes private, r refuses them" {
     var reader = OpenResult.zero;
     try testing.expectEqual(Status.ok, scratch.open(.read, 0, 16, &reader));
     defer _ = gm_close(reader.handle);
-    try testing.expectEqual(Status.read_only, status_of(gm_write(reader.handle, 0, &bytes, 16, &detail)));
+    try testing.expectEqual(Status.read_only, status_of(write_detail(reader.handle, 0, &bytes, 16, &detail)));
     try testing.expectEqual(Status.ok, status_of(gm_flush(reader.handle, 0, 16, &detail)));
 }
 
@@ -347,7 +362,7 @@ test "windows: guarded read across a truncated end reports the exact byte count"
     try scratch.truncate_on_host(truncated_length_bytes);
     var target = [_]u8{0} ** pattern_length_bytes;
     var detail = Detail.zero;
-    const status = status_of(gm_read(result.handle, 0, &target, pattern_length_bytes, &detail));
+    const status = status_of(read_detail(result.handle, 0, &target, pattern_length_bytes, &detail));
     // Wine reports the host's SIGBUS as an access violation; Windows would say in-page error.
     try testing.expect(status == .bad_address or status == .io);
     try testing.expectEqual(@as(u64, truncated_length_bytes), detail.bytes_done);
@@ -362,9 +377,9 @@ test "windows: guarded read across a truncated end reports the exact byte count"
     // The process carries on: the healthy part reads again, a read from the middle of the lost
     // page counts from its own start, and prefault names the first lost page.
     var healthy = [_]u8{0} ** 4096;
-    try testing.expectEqual(Status.ok, status_of(gm_read(result.handle, 4096, &healthy, 4096, &detail)));
+    try testing.expectEqual(Status.ok, status_of(read_detail(result.handle, 4096, &healthy, 4096, &detail)));
     try testing.expectEqual(pattern_byte(4096), healthy[0]);
-    try testing.expectEqual(status, status_of(gm_read(result.handle, 12000, &healthy, 1000, &detail)));
+    try testing.expectEqual(status, status_of(read_detail(result.handle, 12000, &healthy, 1000, &detail)));
     try testing.expectEqual(@as(u64, truncated_length_bytes - 12000), detail.bytes_done);
     try testing.expectEqual(status, status_of(gm_prefault(result.handle, 0, pattern_length_bytes, 0, &detail)));
     try testing.expectEqual(@as(u64, truncated_length_bytes), detail.fault_window_offset);
@@ -387,12 +402,12 @@ test "windows: a large guarded read (the streaming copy) reports a truncated end
     defer testing.allocator.free(expected);
     fill_pattern(expected, 0);
     var detail = Detail.zero;
-    try testing.expectEqual(Status.ok, status_of(gm_read(result.handle, 3, target[1..].ptr, large_bytes - 3, &detail)));
+    try testing.expectEqual(Status.ok, status_of(read_detail(result.handle, 3, target[1..].ptr, large_bytes - 3, &detail)));
     try testing.expectEqualSlices(u8, expected[3..], target[1..][0 .. large_bytes - 3]);
 
     try scratch.truncate_on_host(kept_bytes);
     @memset(target, 0);
-    const status = status_of(gm_read(result.handle, 3, target[1..].ptr, large_bytes - 3, &detail));
+    const status = status_of(read_detail(result.handle, 3, target[1..].ptr, large_bytes - 3, &detail));
     try testing.expect(status == .bad_address or status == .io);
     try testing.expectEqual(@as(u64, kept_bytes - 3), detail.bytes_done);
     try testing.expectEqual(@as(u64, kept_bytes), detail.fault_window_offset);

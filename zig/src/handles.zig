@@ -16,6 +16,7 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const Status = @import("status.zig").Status;
+const window = @import("window.zig");
 
 pub const slot_count_max = 4096;
 const index_bits = 12;
@@ -98,8 +99,9 @@ pub fn Table(comptime Mapping: type) type {
         /// integer in [1, 2^53) or names no slot.
         fn split(handle: Handle) ?struct { index: u32, generation: u64 } {
             if (!(handle >= 1 and handle < (1 << 53))) return null; // Also refuses NaN.
+            // Whole from the bits, not by converting back (see window.is_whole).
+            if (!window.is_whole(handle)) return null;
             const integer: u64 = @intFromFloat(handle);
-            if (@as(f64, @floatFromInt(integer)) != handle) return null;
             const index: u32 = @intCast(integer & ((1 << index_bits) - 1));
             if (index >= slot_count_max) return null;
             return .{ .index = index, .generation = integer >> index_bits };

@@ -92,16 +92,23 @@ export fn gm_file_size(handle: f64, out: ?*align(1) status_zig.FileSizeBytes) i3
     return code(map_calls.file_size(handle, out));
 }
 
-export fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
-    return code(copy_engine.read(handle, position, target, length, detail));
+/// A failed read's details: gm_last_detail, on the same thread, before its next gm_read/gm_write.
+export fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64) i32 {
+    return code(copy_engine.read_here(handle, position, target, length));
+}
+
+/// The detail record of this thread's last failed gm_read or gm_write.
+export fn gm_last_detail(out: ?*align(1) Detail) i32 {
+    return code(copy_engine.last_detail(out));
 }
 
 export fn gm_read_many(handle: f64, positions: ?[*]align(1) const f64, positions_length: f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32 {
     return code(copy_engine.read_many(handle, positions, positions_length, count, length, target, target_length, detail));
 }
 
-export fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: ?*align(1) Detail) i32 {
-    return code(copy_engine.write(handle, position, source, length, detail));
+/// A failed write's details: gm_last_detail, as for gm_read.
+export fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64) i32 {
+    return code(copy_engine.write_here(handle, position, source, length));
 }
 
 export fn gm_flush(handle: f64, position: f64, length: f64, detail: ?*align(1) Detail) i32 {

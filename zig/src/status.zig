@@ -7,7 +7,7 @@ const assert = std.debug.assert;
 
 /// Bumped whenever a signature or a record layout of the C ABI changes; ffi/library.ts refuses a
 /// library of another version before any other call.
-pub const abi_version: u32 = 5;
+pub const abi_version: u32 = 6;
 
 pub const Status = enum(i32) {
     ok = 0,

@@ -55,8 +55,41 @@ pub fn compute(offset: u64, length_bytes: u64, granularity_bytes: u64) Error!Win
 pub fn integer_from_f64(value: f64) ?u64 {
     const exact_max: f64 = 9007199254740992.0; // 2^53
     if (!(value >= 0.0 and value <= exact_max)) return null; // Also refuses NaN.
-    if (@floor(value) != value) return null;
+    if (!is_whole(value)) return null;
     return @intFromFloat(value);
+}
+
+/// Whether `value` has no fractional part, read from its bits; infinities and NaN count as whole,
+/// so callers check the range first. Neither `@floor` nor a round trip through an integer: without
+/// SSE4.1 (the prebuilt x86_64 library targets the baseline CPU) `@floor` is a call, and converting
+/// back (`cvtsi2sd`) writes only the low lane of an xmm register whose other lanes come from
+/// whatever wrote it last. In a Deno FFI call that is the caller's code, such as a copy loop still
+/// waiting for a cache miss, and the check waited for that miss: about 250 ns a call in a loop of
+/// random reads with the CPU caches emptied (bench/call_probe.ts; bench/where_the_time_goes.md).
+pub fn is_whole(value: f64) bool {
+    const bits: u64 = @bitCast(value);
+    const exponent_biased: u64 = (bits >> 52) & 0x7ff;
+    if (exponent_biased < 1023) return bits << 1 == 0; // |value| < 1: only zero is whole.
+    const exponent: u64 = exponent_biased - 1023;
+    if (exponent >= 52) return true; // Every mantissa bit lies above the binary point.
+    const fraction_mask: u64 = (@as(u64, 1) << @intCast(52 - exponent)) - 1;
+    return bits & fraction_mask == 0;
+}
+
+test "is_whole reads the fraction from the bits" {
+    const whole = [_]f64{ 0, -0.0, 1, 2, 3, 1023, 4096, 123456789, 4503599627370495, 4503599627370496, 9007199254740992, -7, 1e300 };
+    for (whole) |value| try std.testing.expect(is_whole(value));
+    const fractional = [_]f64{ 0.5, 1e-300, 5e-324, 1.5, 2.25, 1023.875, 123456789.25, 4503599627370495.5, -0.5, -7.125 };
+    for (fractional) |value| try std.testing.expect(!is_whole(value));
+    // Against @floor for a sweep of values around powers of two.
+    var exponent: u6 = 0;
+    while (exponent < 54) : (exponent += 1) {
+        const base: f64 = @floatFromInt(@as(u64, 1) << exponent);
+        for ([_]f64{ -0.75, -0.5, -0.25, 0, 0.25, 0.5, 1 }) |step| {
+            const value = base + step;
+            try std.testing.expectEqual(@floor(value) == value, is_whole(value));
+        }
+    }
 }
 
 /// Checks a window against an existing file of `size_bytes`: it must be non-empty and lie
