@@ -488,28 +488,7 @@ test "re-arming over a handler that forwards back to ours does not loop" {
     try expect_sigbus(try in_child(Child(&later_handler, true, true).run, &scratch));
 }
 
-test "a failed w+ through a dangling symbolic link removes the target it created" {
-    const linux = std.os.linux;
-    var link_buffer: [64]u8 = undefined;
-    var target_buffer: [64]u8 = undefined;
-    const link = try std.fmt.bufPrint(&link_buffer, "/tmp/guardmap-zig-{d}-link", .{linux.getpid()});
-    const target = try std.fmt.bufPrint(&target_buffer, "/tmp/guardmap-zig-{d}-link-target", .{linux.getpid()});
-    std.fs.deleteFileAbsolute(target) catch {};
-    std.fs.deleteFileAbsolute(link) catch {};
-    try std.fs.symLinkAbsolute(target, link, .{});
-    defer std.fs.deleteFileAbsolute(link) catch {};
-    defer std.fs.deleteFileAbsolute(target) catch {};
-    // More than any disk here: the open fails after creating the link's target.
-    var result = OpenResult.zero;
-    const length_given: u32 = 1;
-    const status = status_of(gm_open(link.ptr, link.len, @intFromEnum(status_zig.Mode.create), 0, 1 << 50, length_given, &result));
-    try testing.expect(status != Status.ok);
-    try testing.expectError(error.FileNotFound, std.fs.accessAbsolute(target, .{}));
-    // The link itself is the user's: it stays.
-    var stat_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    _ = try std.fs.readLinkAbsolute(link, &stat_buffer);
-}
-
 test {
     _ = @import("copy_lanes_test.zig");
+    _ = @import("open_cleanup_test.zig");
 }
