@@ -21,6 +21,7 @@ import {
   type WorkloadEntry,
 } from "./runner.ts";
 import type { Session } from "./session.ts";
+import { touchThroughPool, touchThroughView } from "./page_touch.ts";
 
 /** Ranges per `readMany` call in the random workloads' batched contenders. */
 export const READ_MANY_RANGES = 256;
@@ -39,21 +40,38 @@ interface RandomRun {
   cpus: { batches: number; same: number };
 }
 
-/** A contender of `r` that empties the CPU caches before each batch and times `loop`. */
+/** The map a contender reads through: the session's (in-process), the pool worker's, or none. */
+type MapUse = "session" | "pool" | "none";
+
+/**
+ * Untimed, before a batch of round `round`: touches the round's pages through the map `uses`
+ * names (page_touch.ts says why), then empties the CPU caches.
+ */
+async function prepareBatch(r: RandomRun, round: number, uses: MapUse): Promise<void> {
+  const [start, end] = r.slice(round);
+  if (uses === "session") touchThroughView(r.s.view, r.offsets, r.readBytes, start, end);
+  if (uses === "pool") {
+    await touchThroughPool(r.s.pooled, r.many, r.offsets, r.readBytes, start, end);
+  }
+  r.s.evictor.evict();
+}
+
+/** A contender of `r` that prepares each batch (`prepareBatch`) and times `loop`. */
 function reader(
   r: RandomRun,
   spec: Omit<ContenderSpec, "before">,
+  uses: MapUse,
   loop: (start: number, end: number) => void | Promise<void>,
   after?: ContenderSpec["after"],
 ): Contender {
-  const before = (): void => r.s.evictor.evict();
+  const before = (round: number) => prepareBatch(r, round, uses);
   return timedContender({ ...spec, before, ...(after ? { after } : {}) }, r.slice, loop);
 }
 
 function preadReader(r: RandomRun): Contender {
   const target = new Uint8Array(r.readBytes);
   const spec = { label: "node:fs readSync (pread)", family: "node", role: "baseline" } as const;
-  return reader(r, spec, (start, end) => {
+  return reader(r, spec, "none", (start, end) => {
     const { offsets, readBytes } = r;
     const fd = r.s.fd;
     for (let i = start; i < end; i++) {
@@ -67,7 +85,7 @@ function preadReader(r: RandomRun): Contender {
 function fsFileReader(r: RandomRun): Contender {
   const target = new Uint8Array(r.readBytes);
   const label = "Deno.FsFile seekSync + readSync";
-  return reader(r, { label, family: "deno", role: "contender" }, (start, end) => {
+  return reader(r, { label, family: "deno", role: "contender" }, "none", (start, end) => {
     const { offsets } = r;
     const file = r.s.denoFile;
     for (let i = start; i < end; i++) seekReadFully(file, target, offsets[i]);
@@ -77,7 +95,7 @@ function fsFileReader(r: RandomRun): Contender {
 function mapReader(r: RandomRun): Contender {
   const target = new Uint8Array(r.readBytes);
   const label = "MappedFile.read (guarded, in-process)";
-  return reader(r, { label, family: "guardmap", role: "contender" }, (start, end) => {
+  return reader(r, { label, family: "guardmap", role: "contender" }, "session", (start, end) => {
     const { offsets } = r;
     const map = r.s.map;
     for (let i = start; i < end; i++) map.read(target, offsets[i]);
@@ -86,7 +104,7 @@ function mapReader(r: RandomRun): Contender {
 
 function mapManyReader(r: RandomRun): Contender {
   const label = `MappedFile.readMany (guarded, ${READ_MANY_RANGES} ranges per call)`;
-  return reader(r, { label, family: "batch", role: "contender" }, (start, end) => {
+  return reader(r, { label, family: "batch", role: "contender" }, "session", (start, end) => {
     const { offsets, many, readBytes } = r;
     const map = r.s.map;
     for (let i = start; i < end; i += READ_MANY_RANGES) {
@@ -115,12 +133,12 @@ function poolReader(r: RandomRun): Contender {
     }
   };
   const spec = { label, family: "pool", role: "contender" } as const;
-  return reader(r, spec, (start, end) => poolReads(r, target, start, end), after);
+  return reader(r, spec, "pool", (start, end) => poolReads(r, target, start, end), after);
 }
 
 function poolManyReader(r: RandomRun): Contender {
   const label = `MapPool PoolFile.readMany (${READ_MANY_RANGES} ranges per call)`;
-  return reader(r, { label, family: "pool", role: "contender" }, async (start, end) => {
+  return reader(r, { label, family: "pool", role: "contender" }, "pool", async (start, end) => {
     const { offsets, many, readBytes } = r;
     const pooled = r.s.pooled;
     for (let i = start; i < end; i += READ_MANY_RANGES) {
@@ -140,6 +158,7 @@ function viewReader(r: RandomRun): Contender {
     for (let i = start; i < end; i++) {
       slices.push(r.s.view.subarray(r.offsets[i], r.offsets[i] + r.readBytes));
     }
+    touchThroughView(r.s.view, r.offsets, r.readBytes, start, end);
     r.s.evictor.evict();
   };
   const label = "unsafeView() + Uint8Array.set";
@@ -158,7 +177,7 @@ function viewReader(r: RandomRun): Contender {
 function viewInLoopReader(r: RandomRun): Contender {
   const target = new Uint8Array(r.readBytes);
   const label = "unsafeView() + set(view.subarray(...)) in the loop (unguarded)";
-  return reader(r, { label, family: "view", role: "contender" }, (start, end) => {
+  return reader(r, { label, family: "view", role: "contender" }, "session", (start, end) => {
     const { offsets, readBytes } = r;
     const view = r.s.view;
     for (let i = start; i < end; i++) target.set(view.subarray(offsets[i], offsets[i] + readBytes));
@@ -186,9 +205,9 @@ function pinnedPoolReader(r: RandomRun, host: number, worker: number): Contender
       : `MapPool PoolFile.read, host and worker pinned to CPUs ${host} and ${worker}`,
     family: "pool",
     role: "contender",
-    async before() {
+    async before(round) {
       await pin(String(host), String(worker));
-      r.s.evictor.evict();
+      await prepareBatch(r, round, "pool");
     },
     after: () => pin(all, all),
   };
@@ -268,7 +287,10 @@ function contenders(r: RandomRun, id: string, ops: number): Contender[] {
   }
   if (r.s.numpy !== undefined) {
     const before = (): void => r.s.evictor.evict();
-    const read = { name: id, size: r.readBytes, count: ops, slice: r.slice, evict: true };
+    const read = {
+      ...{ name: id, size: r.readBytes, count: ops, slice: r.slice },
+      ...{ evict: true, touch: true },
+    };
     list.push(...numpyReads(r.s.numpy, read, { before }));
   }
   return list;

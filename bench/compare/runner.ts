@@ -106,6 +106,8 @@ export interface NumpyRead {
   slice: (round: number) => [number, number];
   /** Whether numpy_memmap.py empties its core's caches before the batch. */
   evict: boolean;
+  /** Whether it first reads a byte of every page the batch reads, through its map (page_touch.ts). */
+  touch?: boolean;
 }
 
 /** The two numpy.memmap read contenders (`np.array` and `np.copyto`), timed in Python. */
@@ -130,6 +132,7 @@ export function numpyReads(
         count: read.count,
         variant,
         ...(read.evict ? { evict: true } : {}),
+        ...(read.touch ? { touch: true } : {}),
       });
       return ns / 1e6;
     },
