@@ -53,15 +53,40 @@ def evict():
     state["scratch"].fill(int(time.perf_counter_ns()) & 0xFF)
 
 
-def touch(mm, offsets, size):
-    """Reads a byte of every page of each range through `mm`, so that its page-table entries have
-    their accessed bits set before the batch (bench/compare/page_touch.ts says why)."""
-    total = 0
+PAGE_BYTES = 4096
+LINE_BYTES = 64
+
+
+def touch_positions(offsets, size):
+    """One byte of every page each range overlaps, outside the range where the page has a whole
+    line outside it: bench/compare/page_touch.ts's `touchPositions`, the same rule."""
     for offset in offsets:
-        for at in range(int(offset), int(offset) + size, 4096):
-            total += int(mm[at])
-        total += int(mm[int(offset) + size - 1])
-    return total
+        first = int(offset)
+        last = first + size - 1
+        page = first - first % PAGE_BYTES
+        while page <= last:
+            low = max(first, page) - page
+            high = min(last, page + PAGE_BYTES - 1) - page
+            if low >= LINE_BYTES:
+                yield page
+            elif high < PAGE_BYTES - LINE_BYTES:
+                yield page + PAGE_BYTES - 1
+            else:
+                yield page + low
+            page += PAGE_BYTES
+
+
+def op_touch(request):
+    """Reads a byte of every page a batch will read through the memmap, so that its page-table
+    entries have their accessed bits set (bench/compare/page_touch.ts says why); the harness
+    empties the caches after it."""
+    mm = state["mm"]
+    start = request["start"]
+    offsets = state["offsets"][request["name"]][start : start + request["count"]]
+    total = 0
+    for position in touch_positions(offsets, request["size"]):
+        total += int(mm[position])
+    return {"sum": total}
 
 
 def op_info(_request):
@@ -136,8 +161,6 @@ def op_read(request):
     size = request["size"]
     start = request["start"]
     offsets = state["offsets"][request["name"]][start : start + request["count"]]
-    if request.get("touch"):
-        touch(mm, offsets, size)
     if request.get("evict"):
         evict()
     if request["variant"] == "array":
@@ -149,6 +172,9 @@ def op_read(request):
     else:
         # Into one preallocated target, like every Deno contender.
         out = target(size)
+        if request.get("touch_target"):
+            # A byte of every page, as the harness does for the Deno contenders' shared target.
+            int(out[::PAGE_BYTES].sum())
 
         def loop():
             for offset in offsets:
@@ -197,6 +223,7 @@ OPS = {
     "offsets": op_offsets,
     "check": op_check,
     "read": op_read,
+    "touch": op_touch,
     "sum": op_sum,
     "cold_open": op_cold_open,
     "cold_read": op_cold_read,

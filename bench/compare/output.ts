@@ -65,9 +65,11 @@ function cacheFacts(results: readonly WorkloadResult[]): string[] {
     "one on its own core): no batch finds data, page-table lines or TLB entries another " +
     "batch loaded. (A 64 MiB sweep, twice the reported L3, was not enough here: see Where " +
     "the time goes.)",
-    "Page tables: before that sweep, each random batch's pages are read once (a byte a page) " +
-    "through the map its contender reads through (the session's, the MapPool worker's, " +
-    "numpy's), so that every contender meets page-table entries with their accessed bits set. " +
+    "Page tables: before that sweep, each random batch's pages are read once (a byte a page, " +
+    "outside the batch's ranges where the page leaves a line free) through the map its " +
+    "contender reads through (the session's, the MapPool worker's, numpy's), and the " +
+    "sequential reads' targets likewise, so that every contender meets page-table entries with " +
+    "their accessed bits set. " +
     "This VM's DAMON monitor clears those bits, and the contender that set them again paid for " +
     "the others of its round (bench/compare/page_touch.ts).",
     `Cold (sequential read only): ${coldState(results)}.`,

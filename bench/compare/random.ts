@@ -21,7 +21,7 @@ import {
   type WorkloadEntry,
 } from "./runner.ts";
 import type { Session } from "./session.ts";
-import { touchThroughPool, touchThroughView } from "./page_touch.ts";
+import { touchPositions, touchThroughPool, touchThroughView } from "./page_touch.ts";
 
 /** Ranges per `readMany` call in the random workloads' batched contenders. */
 export const READ_MANY_RANGES = 256;
@@ -49,10 +49,11 @@ type MapUse = "session" | "pool" | "none";
  */
 async function prepareBatch(r: RandomRun, round: number, uses: MapUse): Promise<void> {
   const [start, end] = r.slice(round);
-  if (uses === "session") touchThroughView(r.s.view, r.offsets, r.readBytes, start, end);
-  if (uses === "pool") {
-    await touchThroughPool(r.s.pooled, r.many, r.offsets, r.readBytes, start, end);
-  }
+  const positions = uses === "none"
+    ? undefined
+    : touchPositions(r.offsets, r.readBytes, start, end);
+  if (uses === "session") touchThroughView(r.s.view, positions!);
+  if (uses === "pool") await touchThroughPool(r.s.pooled, r.many, positions!);
   r.s.evictor.evict();
 }
 
@@ -158,7 +159,7 @@ function viewReader(r: RandomRun): Contender {
     for (let i = start; i < end; i++) {
       slices.push(r.s.view.subarray(r.offsets[i], r.offsets[i] + r.readBytes));
     }
-    touchThroughView(r.s.view, r.offsets, r.readBytes, start, end);
+    touchThroughView(r.s.view, touchPositions(r.offsets, r.readBytes, start, end));
     r.s.evictor.evict();
   };
   const label = "unsafeView() + Uint8Array.set";
@@ -286,12 +287,16 @@ function contenders(r: RandomRun, id: string, ops: number): Contender[] {
     list.push(pinnedPoolReader(r, 0, 1), pinnedPoolReader(r, 0, 0));
   }
   if (r.s.numpy !== undefined) {
-    const before = (): void => r.s.evictor.evict();
-    const read = {
-      ...{ name: id, size: r.readBytes, count: ops, slice: r.slice },
-      ...{ evict: true, touch: true },
+    const numpy = r.s.numpy;
+    // numpy's map is touched first, then the caches are emptied (here, and by numpy_memmap.py on
+    // its own core before the batch).
+    const before = async (round: number): Promise<void> => {
+      const start = r.slice(round)[0];
+      await numpy.request({ op: "touch", name: id, size: r.readBytes, start, count: ops });
+      r.s.evictor.evict();
     };
-    list.push(...numpyReads(r.s.numpy, read, { before }));
+    const read = { name: id, size: r.readBytes, count: ops, slice: r.slice, evict: true };
+    list.push(...numpyReads(numpy, read, { before }));
   }
   return list;
 }

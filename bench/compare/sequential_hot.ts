@@ -22,7 +22,7 @@ import {
   type WorkloadEntry,
 } from "./runner.ts";
 import type { Session } from "./session.ts";
-import { touchThroughView } from "./page_touch.ts";
+import { touchPositions, touchThroughView } from "./page_touch.ts";
 
 /** What the contenders of the workload share. */
 interface SequentialRun {
@@ -77,7 +77,7 @@ async function smapsOf(path: string): Promise<Record<string, number>> {
  */
 function touchTarget(q: SequentialRun): number {
   const big = q.s.big;
-  return touchThroughView(big, Float64Array.of(0), big.byteLength, 0, 1);
+  return touchThroughView(big, touchPositions(Float64Array.of(0), big.byteLength, 0, 1));
 }
 
 /** A contender of `q` that times `loop` and checks the bytes after it. */
@@ -209,7 +209,10 @@ async function numpyCopiers(q: SequentialRun, ops: number): Promise<Contender[]>
   const path = join(q.s.dir, "offsets-sequential.bin");
   writeOffsets(path, new Float64Array(positions));
   await numpy.request({ op: "offsets", name: "sequential", path });
-  const read = { name: "sequential", size: q.bytes, count: ops, slice: q.slice, evict: false };
+  const read = {
+    ...{ name: "sequential", size: q.bytes, count: ops, slice: q.slice },
+    ...{ evict: false, touchTarget: true },
+  };
   return numpyReads(numpy, read);
 }
 
