@@ -64,15 +64,22 @@ const Lost = struct {
     mapped: []align(std.heap.page_size_min) u8,
     /// File offset of the first lost byte: the cut, on a page boundary.
     cut_bytes: usize,
+    path_buffer: [64]u8,
+    path_length: usize,
 
-    fn create(path: []const u8) !Lost {
+    /// The library initialised, and the scratch file created (named by the process id) and mapped.
+    fn create() !Lost {
+        try testing.expectEqual(@as(i32, 0), gm_init());
+        var path_buffer: [64]u8 = undefined;
+        const path = try scratch_path(&path_buffer);
+        errdefer std.fs.deleteFileAbsolute(path) catch {};
         const page: usize = gm_page_size();
         const half_bytes = @max(2 * page, std.mem.alignForward(usize, hole_bytes_of(page) + length_bytes_max, page));
         const file = try std.fs.createFileAbsolute(path, .{ .read = true, .truncate = true });
         errdefer file.close();
         try file.setEndPos(2 * half_bytes);
         const mapped = try std.posix.mmap(null, 2 * half_bytes, std.posix.PROT.READ | std.posix.PROT.WRITE, .{ .TYPE = .SHARED }, file.handle, 0);
-        return .{ .file = file, .mapped = mapped, .cut_bytes = half_bytes };
+        return .{ .file = file, .mapped = mapped, .cut_bytes = half_bytes, .path_buffer = path_buffer, .path_length = path.len };
     }
 
     /// Writes the pattern over the whole file, then cuts it at `cut_bytes`.
@@ -90,6 +97,7 @@ const Lost = struct {
     fn destroy(lost: *Lost) void {
         std.posix.munmap(lost.mapped);
         lost.file.close();
+        std.fs.deleteFileAbsolute(lost.path_buffer[0..lost.path_length]) catch {};
     }
 };
 
@@ -108,11 +116,7 @@ fn scratch_path(buffer: []u8) ![]const u8 {
 }
 
 test "a fault in each lane of the 64-byte body, in the 16-byte loop, in the tail and on pages 1-3 of a block is counted to the byte, reading" {
-    try testing.expectEqual(@as(i32, 0), gm_init());
-    var path_buffer: [64]u8 = undefined;
-    const path = try scratch_path(&path_buffer);
-    defer std.fs.deleteFileAbsolute(path) catch {};
-    var lost = try Lost.create(path);
+    var lost = try Lost.create();
     defer lost.destroy();
     try lost.reset();
     // Page-aligned, so that the shifts place the streaming copy's head (up to the target's next
@@ -146,11 +150,7 @@ fn expect_copied_then_untouched(target: []const u8, target_shift: usize, start: 
 }
 
 test "a fault in each lane of the 64-byte body, in the 16-byte loop, in the tail and on pages 1-3 of a block is counted to the byte, writing" {
-    try testing.expectEqual(@as(i32, 0), gm_init());
-    var path_buffer: [64]u8 = undefined;
-    const path = try scratch_path(&path_buffer);
-    defer std.fs.deleteFileAbsolute(path) catch {};
-    var lost = try Lost.create(path);
+    var lost = try Lost.create();
     defer lost.destroy();
     const source = try testing.allocator.alloc(u8, length_bytes_max);
     defer testing.allocator.free(source);
@@ -179,11 +179,7 @@ test "one inaccessible page with readable pages after it is counted to the byte,
     // A page the copy cannot read while the pages after it can be (what an I/O error on one page
     // does): here by mprotect, so the kernel raises SIGSEGV at it. The streaming copy reads pages
     // 1-3 of a block before it knows that page 0 or 1 failed; it must neither count nor copy them.
-    try testing.expectEqual(@as(i32, 0), gm_init());
-    var path_buffer: [64]u8 = undefined;
-    const path = try scratch_path(&path_buffer);
-    defer std.fs.deleteFileAbsolute(path) catch {};
-    var lost = try Lost.create(path);
+    var lost = try Lost.create();
     defer lost.destroy();
     try lost.reset();
     const page: usize = gm_page_size();

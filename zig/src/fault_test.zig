@@ -64,23 +64,11 @@ fn root_open(path: []const u8, mode: status_zig.Mode, result: *OpenResult) Statu
 
 extern fn gm_open(path: ?[*]const u8, path_length: usize, mode: u32, offset: u64, length: u64, flags: u32, out: ?*align(1) OpenResult) i32;
 extern fn gm_close(handle: f64) i32;
-extern fn gm_read(handle: f64, position: f64, target: ?[*]u8, length: f64) i32;
-extern fn gm_write(handle: f64, position: f64, source: ?[*]u8, length: f64) i32;
 extern fn gm_last_detail(out: ?*align(1) Detail) i32;
 
-/// gm_read, and on failure the thread's detail record into `detail`, as ffi/mapped_file.ts does.
-fn read_detail(handle: f64, position: f64, target: ?[*]u8, length: f64, detail: *Detail) i32 {
-    const status = gm_read(handle, position, target, length);
-    if (status != 0) std.debug.assert(gm_last_detail(detail) == 0);
-    return status;
-}
-
-/// gm_write, and on failure the thread's detail record into `detail`.
-fn write_detail(handle: f64, position: f64, source: ?[*]u8, length: f64, detail: *Detail) i32 {
-    const status = gm_write(handle, position, source, length);
-    if (status != 0) std.debug.assert(gm_last_detail(detail) == 0);
-    return status;
-}
+const detail_calls = @import("detail_calls_test.zig");
+const read_detail = detail_calls.read_detail;
+const write_detail = detail_calls.write_detail;
 extern fn gm_read_many(handle: f64, positions: ?[*]const f64, positions_length: f64, count: f64, length: f64, target: ?[*]u8, target_length: f64, detail: ?*align(1) Detail) i32;
 extern fn gm_prefault(handle: f64, position: f64, length: f64, write: u32, detail: ?*align(1) Detail) i32;
 extern fn gm_address(handle: f64) ?*anyopaque;
