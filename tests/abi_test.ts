@@ -138,8 +138,12 @@ Deno.test("a failed gm_read keeps its detail record for gm_last_detail, on its o
     const worker = new Worker(new URL("./abi_detail_worker.ts", import.meta.url), {
       type: "module",
     });
-    const seen = await new Promise<number[]>((resolve) => {
+    const seen = await new Promise<number[]>((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<number[]>) => resolve(event.data);
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault();
+        reject(new Error(`the Web Worker failed: ${event.message}`));
+      };
     });
     worker.terminate();
     assert.deepEqual(seen, new Array(DETAIL.sizeBytes).fill(0));
