@@ -48,12 +48,12 @@ type MapUse = "session" | "pool" | "none";
  * names (page_touch.ts says why), then empties the CPU caches.
  */
 async function prepareBatch(r: RandomRun, round: number, uses: MapUse): Promise<void> {
-  const [start, end] = r.slice(round);
-  const positions = uses === "none"
-    ? undefined
-    : touchPositions(r.offsets, r.readBytes, start, end);
-  if (uses === "session") touchThroughView(r.s.view, positions!);
-  if (uses === "pool") await touchThroughPool(r.s.pooled, r.many, positions!);
+  if (uses !== "none") {
+    const [start, end] = r.slice(round);
+    const positions = touchPositions(r.offsets, r.readBytes, start, end);
+    if (uses === "session") touchThroughView(r.s.view, positions);
+    else await touchThroughPool(r.s.pooled, r.many, positions);
+  }
   r.s.evictor.evict();
 }
 
@@ -152,15 +152,14 @@ function poolManyReader(r: RandomRun): Contender {
 function viewReader(r: RandomRun): Contender {
   const target = new Uint8Array(r.readBytes);
   let slices: Uint8Array[] = [];
-  const before = (round: number): void => {
+  const before = (round: number): Promise<void> => {
     // The subarrays are made here, so the timed loop allocates nothing.
     const [start, end] = r.slice(round);
     slices = [];
     for (let i = start; i < end; i++) {
       slices.push(r.s.view.subarray(r.offsets[i], r.offsets[i] + r.readBytes));
     }
-    touchThroughView(r.s.view, touchPositions(r.offsets, r.readBytes, start, end));
-    r.s.evictor.evict();
+    return prepareBatch(r, round, "session");
   };
   const label = "unsafeView() + Uint8Array.set";
   const spec: ContenderSpec = { label, family: "view", role: "ceiling", before };

@@ -29,16 +29,17 @@ threadlocal var detail_of_thread: Detail = Detail.zero;
 /// loop of random reads the longer call kept the CPU from overlapping the cache misses of
 /// successive reads (bench/where_the_time_goes.md, "The cost of one call").
 pub fn read_here(handle: f64, position: f64, target: ?[*]u8, length: f64) Status {
-    var detail = Detail.zero;
-    const status = copy_guarded(handle, position, target, length, &detail, .from_map);
-    if (status != .ok) detail_of_thread = detail;
-    return status;
+    return copy_keeping_detail(handle, position, target, length, .from_map);
 }
 
 /// As `write`, with the detail record of a failure kept for `last_detail` (see `read_here`).
 pub fn write_here(handle: f64, position: f64, source: ?[*]u8, length: f64) Status {
+    return copy_keeping_detail(handle, position, source, length, .to_map);
+}
+
+fn copy_keeping_detail(handle: f64, position: f64, buffer: ?[*]u8, length: f64, direction: Direction) Status {
     var detail = Detail.zero;
-    const status = copy_guarded(handle, position, source, length, &detail, .to_map);
+    const status = copy_guarded(handle, position, buffer, length, &detail, direction);
     if (status != .ok) detail_of_thread = detail;
     return status;
 }
